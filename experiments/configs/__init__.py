@@ -1,0 +1,1 @@
+"""Experiment presets (YAML), shipped as `transgan_lab.presets`."""

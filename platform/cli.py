@@ -1,0 +1,178 @@
+"""`transgan-lab` command line: config, summary, train, sweep, eval, sample, table, report, ui.
+
+Every command resolves and validates its whole input before it starts anything (a Ray runtime,
+a tracking run, an output folder). User errors print one paragraph naming the problem and the
+fix and exit with code 2; `--debug` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+import traceback
+
+
+class UserError(Exception):
+    """Bad input: printed as one paragraph, exit code 2."""
+
+
+# Exceptions that are the user's to fix, by class name (imported lazily: the CLI must stay fast).
+_USER_ERRORS = ("ConfigError", "DatasetError", "MetricsUnavailable", "CheckpointError", "UserError", "TrackingUnavailable")
+
+
+def _preset_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("preset", metavar="PRESET", help="preset name (see `transgan-lab config list`) or a YAML path")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value, e.g. --set optim.lr_g=2e-4 (repeatable)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="transgan-lab", description=__doc__.splitlines()[0])
+    ap.add_argument("--debug", action="store_true", help="show tracebacks for user errors")
+    sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    # config
+    p = sub.add_parser("config", help="show or list experiment configs")
+    csub = p.add_subparsers(dest="config_command", required=True, metavar="SUBCOMMAND")
+    cs = csub.add_parser("show", help="print the resolved config and its hashes")
+    _preset_args(cs)
+    cs.add_argument("--json", action="store_true", help="JSON instead of YAML")
+    cs.add_argument("--flat", action="store_true", help="dotted keys, as logged to MLflow")
+    csub.add_parser("list", help="list the presets")
+
+    # summary
+    p = sub.add_parser("summary", help="parameters and forward FLOPs per image of G and D")
+    _preset_args(p)
+    p.add_argument("--json", action="store_true")
+
+    # train
+    p = sub.add_parser("train", help="train one run in this process (no Ray needed)")
+    _preset_args(p)
+    p.add_argument("--kimg", type=float, help="training length in thousands of real images shown to D")
+    p.add_argument("--out", default="runs", help="output root (default: ./runs)")
+    p.add_argument("--resume", metavar="DIR", help="resume from a run directory or checkpoint directory")
+    p.add_argument("--allow-config-change", action="store_true",
+                   help="resume even though the training-dynamics config changed (recorded)")
+    p.add_argument("--ray", action="store_true", help="run on Ray Train with resources.workers workers")
+    p.add_argument("--no-tracking", action="store_true", help="do not log to MLflow")
+    p.add_argument("--dry-run", action="store_true", help="print the resolved config and resources, then exit")
+
+    # sweep
+    p = sub.add_parser("sweep", help="Ray Tune + Optuna sweep, every trial a Ray Train run, tracked in MLflow")
+    _preset_args(p)
+    p.add_argument("--space", help="search space name in experiments/search_spaces.py (default: sweep.space)")
+    p.add_argument("--samples", type=int, help="number of trials (default: sweep.num_samples)")
+    p.add_argument("--name", help="sweep name; rerunning the same name resumes it")
+    p.add_argument("--out", default="runs", help="output root (Ray storage and the default MLflow store)")
+    p.add_argument("--address", help="Ray address (default: start a local runtime, or 'auto' on a cluster)")
+    p.add_argument("--dry-run", action="store_true", help="print the resolved config and resources, then exit")
+
+    # eval
+    p = sub.add_parser("eval", help="evaluate a checkpoint's EMA generator")
+    p.add_argument("checkpoint", metavar="CHECKPOINT", help="checkpoint directory or run directory")
+    p.add_argument("--metrics", help="comma list of fid,is,kid,digits_fid,digits_is (default: the run's eval.metrics)")
+    p.add_argument("--n", type=int, help="number of generated images (default: eval.n_fake)")
+    p.add_argument("--batch", type=int, help="generation batch size")
+    p.add_argument("--inception-weights", help="path to the TF-Inception weights file")
+    p.add_argument("--json", action="store_true", help="print values and protocols as JSON")
+
+    # sample
+    p = sub.add_parser("sample", help="write PNG samples from a checkpoint's EMA generator")
+    p.add_argument("checkpoint", metavar="CHECKPOINT")
+    p.add_argument("--n", type=int, default=16)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default="samples")
+    p.add_argument("--grid", action="store_true", help="also write one grid image")
+    p.add_argument("--interpolate", type=int, default=0, metavar="K", help="K-step latent interpolations")
+
+    # table
+    p = sub.add_parser("table", help="paper-style tables from recorded runs")
+    p.add_argument("study", nargs="?", default="sweep",
+                   help="table1|table2|table3|table4|sota|celeba|sweep (default: sweep)")
+    p.add_argument("--sweep", help="sweep id (for `sweep`; default: the newest sweep)")
+    p.add_argument("--tracking-uri", help="MLflow tracking URI (default: sqlite:///runs/mlflow.db)")
+    p.add_argument("--experiment", default=None, help="MLflow experiment name")
+    p.add_argument("--parquet", help="read runs from this Parquet export instead of MLflow")
+    p.add_argument("--export", help="write the loaded runs to this Parquet file")
+    p.add_argument("--format", default="terminal", choices=["terminal", "markdown", "latex", "html", "csv"])
+    p.add_argument("--pick", default="final", choices=["final", "best"], help="per-run value rule")
+    p.add_argument("--top", type=int, default=10, help="rows of a sweep table")
+
+    # report
+    p = sub.add_parser("report", help="self-contained HTML report of a sweep")
+    p.add_argument("sweep", nargs="?", help="sweep id (default: the newest sweep)")
+    p.add_argument("--tracking-uri")
+    p.add_argument("--experiment", default=None)
+    p.add_argument("--out", default="report.html")
+
+    # ui
+    p = sub.add_parser("ui", help="MLflow UI on 127.0.0.1 for the run store")
+    p.add_argument("--tracking-uri", help="store to show (default: sqlite:///runs/mlflow.db)")
+    p.add_argument("--port", type=int, default=5000)
+    p.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1: this machine only)")
+    return ap
+
+
+# Where each command is implemented: module, function. Modules are imported on use only.
+COMMANDS = {
+    "config": ("transgan_lab.platform.cli", "cmd_config"),
+    "summary": ("transgan_lab.platform.commands", "cmd_summary"),
+    "train": ("transgan_lab.platform.commands", "cmd_train"),
+    "sweep": ("transgan_lab.platform.tune", "cmd_sweep"),
+    "eval": ("transgan_lab.platform.commands", "cmd_eval"),
+    "sample": ("transgan_lab.platform.commands", "cmd_sample"),
+    "table": ("transgan_lab.analysis.cli", "cmd_table"),
+    "report": ("transgan_lab.analysis.cli", "cmd_report"),
+    "ui": ("transgan_lab.platform.tracking", "cmd_ui"),
+}
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    import json
+
+    import yaml
+
+    from transgan_lab.platform import config as C
+
+    if args.config_command == "list":
+        for name in C.preset_names():
+            print(name)
+        return 0
+    cfg = C.load_config(args.preset, args.overrides)
+    data = cfg.model_dump(mode="json")
+    if args.flat:
+        data = C.flatten(data)
+    if args.json:
+        print(json.dumps({"config": data, "config_hash": C.config_hash(cfg), "dynamics_hash": C.dynamics_hash(cfg)}, indent=2))
+    else:
+        print(yaml.safe_dump(data, sort_keys=False), end="")
+        print(f"# config_hash: {C.config_hash(cfg)}  dynamics_hash: {C.dynamics_hash(cfg)}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # argparse already printed usage + error; its code for bad args is 2
+        return int(e.code or 0)
+    module, func = COMMANDS[args.command]
+    try:
+        return int(getattr(importlib.import_module(module), func)(args) or 0)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # noqa: BLE001 - the one place user errors become exit code 2
+        if type(e).__name__ in _USER_ERRORS or isinstance(e, UserError):
+            if args.debug or os.environ.get("TRANSGAN_LAB_DEBUG"):
+                traceback.print_exc()
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        raise
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

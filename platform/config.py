@@ -1,0 +1,483 @@
+"""The one typed experiment config (pydantic v2).
+
+A config is a complete experiment: data, models, loss, augmentation, optimisation, schedule,
+evaluation, resources and tracking. Presets are YAML files in ``experiments/configs/``
+(shipped as ``transgan_lab.presets``); a YAML file may name a ``base`` preset and override it.
+Unknown keys are rejected and cross-field checks say which field is wrong and how to fix it.
+
+``trainers`` never imports this module: it reads the same attributes from whatever object it is
+handed, so it stays importable with torch alone.
+"""
+
+from __future__ import annotations
+
+import copy
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal, Optional
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from transgan_lab.trainers import hashing as _hashing
+
+
+class ConfigError(ValueError):
+    """A config problem a user can fix; the message names the field and the fix."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=False)
+
+
+# ----------------------------------------------------------------------------------------- data
+
+
+class DataConfig(_Section):
+    dataset: Literal["digits", "cifar10", "stl10", "celeba", "folder"] = "digits"
+    root: Optional[str] = None  # local folder of the dataset (not needed for digits)
+    resolution: int = Field(16, ge=8, le=1024)  # square side in pixels
+    channels: Literal[1, 3] = 3  # 1 = greyscale, 3 = RGB
+    hflip: bool = False  # random horizontal flip (the paper's photos; never for digits)
+    download: bool = False  # fetch the files when the network allows
+    upscale: Literal["bilinear", "bicubic", "nearest"] = "bilinear"  # digits 8x8 -> resolution
+    loader_workers: int = Field(0, ge=0)  # DataLoader worker processes
+
+
+# --------------------------------------------------------------------------------------- models
+
+
+class LocalityConfig(_Section):
+    """Locality-aware initialisation: a mask that widens by epoch, then disappears."""
+
+    enabled: bool = False
+    kind: Literal["band1d", "box2d"] = "band1d"  # 1-D raster band (official code) or 2-D box (figure)
+    # [start_epoch, half_width] pairs, epochs ascending; the mask is removed at off_epoch.
+    schedule: list[tuple[int, int]] = [(0, 4), (22, 6), (32, 8), (42, 10)]
+    off_epoch: int = Field(60, ge=0)
+    last_blocks: int = Field(1, ge=1)  # masked blocks at the end of the last stage
+
+    @model_validator(mode="after")
+    def _check(self) -> "LocalityConfig":
+        epochs = [e for e, _ in self.schedule]
+        if self.enabled and not self.schedule:
+            raise ValueError("model.g.locality.schedule is empty: give [[epoch, width], ...] or set enabled: false")
+        if epochs != sorted(epochs) or len(set(epochs)) != len(epochs):
+            raise ValueError("model.g.locality.schedule: epochs must be strictly increasing, e.g. [[0, 4], [22, 6]]")
+        if self.schedule and self.off_epoch <= epochs[-1]:
+            raise ValueError(
+                f"model.g.locality.off_epoch={self.off_epoch} must come after the last schedule epoch {epochs[-1]}"
+            )
+        if any(w < 1 for _, w in self.schedule):
+            raise ValueError("model.g.locality.schedule: widths must be >= 1")
+        return self
+
+
+class GeneratorConfig(_Section):
+    arch: Literal["transgan", "conv"] = "transgan"  # conv = SNGAN-style ResNet baseline (Table 1)
+    latent_dim: int = Field(256, ge=1)
+    bottom: int = Field(8, ge=1)  # side of the first token grid
+    embed_dim: int = Field(1024, ge=1)  # width of the first stage; each PixelShuffle divides by 4
+    depths: list[int] = [5, 4, 2]  # blocks per stage; stage i has resolution bottom * 2^i
+    heads: int = Field(4, ge=1)
+    mlp_ratio: float = Field(4.0, gt=0)
+    norm: Literal["ln", "pn"] = "ln"  # LayerNorm or PixelNorm
+    act: Literal["gelu", "leakyrelu"] = "gelu"
+    rel_pos_bias: bool = False  # learned Swin-style relative position bias (v2)
+    window_size: int = Field(16, ge=1)  # grid attention window side
+    window_min_res: int = Field(64, ge=1)  # stages at this resolution or above attend in windows
+    noise_injection: bool = False
+    self_modulation: bool = False  # cross-attention to latent tokens in every block
+    modulation_tokens: int = Field(16, ge=1)
+    conv_ch: int = Field(256, ge=8)  # width of the conv baseline
+    locality: LocalityConfig = LocalityConfig()
+
+
+class DiscriminatorConfig(_Section):
+    arch: Literal["vit", "multiscale", "conv"] = "vit"
+    embed_dim: int = Field(384, ge=1)
+    depth: int = Field(7, ge=1)  # vit: blocks; multiscale: blocks per scale stage
+    patch_size: int = Field(4, ge=1)  # vit: patch side; multiscale: the finer patch (coarse = 2x)
+    heads: int = Field(4, ge=1)
+    mlp_ratio: float = Field(4.0, gt=0)
+    norm: Literal["ln", "pn"] = "ln"
+    act: Literal["gelu", "leakyrelu"] = "gelu"
+    rel_pos_bias: bool = False
+    noise_injection: bool = False
+    conv_ch: int = Field(128, ge=8)
+
+
+class MTCTConfig(_Section):
+    """Multi-task co-training: G also super-resolves a low-resolution real image (v1 paper)."""
+
+    enabled: bool = False
+    weight: float = Field(50.0, ge=0)  # lambda on the MSE reconstruction loss
+
+
+class ModelConfig(_Section):
+    g: GeneratorConfig = GeneratorConfig()
+    d: DiscriminatorConfig = DiscriminatorConfig()
+    mtct: MTCTConfig = MTCTConfig()
+
+
+# --------------------------------------------------------------------------------- loss and aug
+
+
+class LossConfig(_Section):
+    kind: Literal["wgan-gp-eps", "wgan-gp", "hinge", "nsgan"] = "wgan-gp-eps"
+    gp_weight: float = Field(10.0, ge=0)  # lambda of the gradient penalty
+    phi: float = Field(1.0, gt=0)  # target gradient norm
+    drift: float = Field(1e-3, ge=0)  # epsilon * (mean D(real))^2
+
+
+AugOp = Literal["translation", "cutout", "color", "erase", "stl_erase"]
+
+
+class AugmentConfig(_Section):
+    policy: list[AugOp] = ["translation", "cutout", "color"]  # DiffAugment ops inside D
+    translation_ratio: float = Field(0.2, ge=0, le=0.5)
+    cutout_ratio: float = Field(0.5, gt=0, le=1)
+    gate_prob: float = Field(0.3, ge=0, le=1)  # batch gate of cutout/erase
+    erase_min: float = Field(0.2, gt=0, le=1)
+    erase_max: float = Field(0.7, gt=0, le=1)
+
+
+# ------------------------------------------------------------------------------ optimisation
+
+
+class OptimConfig(_Section):
+    lr_g: float = Field(1e-4, gt=0)
+    lr_d: float = Field(1e-4, gt=0)
+    beta1: float = Field(0.0, ge=0, lt=1)
+    beta2: float = Field(0.99, ge=0, lt=1)
+    n_critic: int = Field(4, ge=1)  # D steps per G step
+    grad_clip: float = Field(5.0, ge=0)  # 0 disables clipping
+    batch_d: int = Field(64, ge=1)  # GLOBAL real batch of one D step
+    batch_g: int = Field(128, ge=1)  # GLOBAL latent batch of one G step
+    accum: int = Field(1, ge=1)  # micro-batches per step on each worker
+    ema_kimg: float = Field(500.0, gt=0)  # EMA half-life in thousands of images
+    ema_rampup: Optional[float] = Field(0.1, ge=0)  # half-life <= rampup * images seen; None = off
+    ema_beta: Optional[float] = Field(None, ge=0, lt=1)  # fixed beta per G step (overrides kimg)
+
+
+class TrainConfig(_Section):
+    kimg: float = Field(100.0, gt=0)  # training length: thousands of real images shown to D
+    log_every: int = Field(20, ge=1)  # steps between reports (1 step = n_critic D + 1 G update)
+    checkpoint_every: int = Field(200, ge=1)  # steps between checkpoints
+    keep_last: int = Field(3, ge=1)  # newest checkpoints kept (plus the best)
+    grid_every: int = Field(200, ge=0)  # steps between fixed-z sample grids; 0 = end only
+    eval_every: int = Field(0, ge=0)  # steps between evaluations; 0 = end only
+    precision: Literal["auto", "bf16", "fp32"] = "auto"  # auto = bf16 where the device supports it
+    compile: bool = False  # torch.compile the G and D steps
+    nan_retries: int = Field(3, ge=0)  # rollbacks on NaN/Inf before giving up
+    deterministic: bool = False  # deterministic kernels (CPU resume tests)
+
+
+class EvalConfig(_Section):
+    metrics: list[str] = ["digits_fid", "digits_is"]
+    primary: str = "digits_fid"  # lower is better for *fid/*kid, higher for *is
+    n_fake: int = Field(50_000, ge=2)
+    batch: int = Field(250, ge=1)
+    seed: int = 0
+    inception_weights: Optional[str] = None  # path to the TF-Inception port weights file
+    cache_dir: Optional[str] = None  # reference statistics cache; default ~/.cache/transgan_lab
+
+    @model_validator(mode="after")
+    def _check(self) -> "EvalConfig":
+        known = {"fid", "is", "kid", "digits_fid", "digits_is"}
+        bad = [m for m in self.metrics if m not in known]
+        if bad:
+            raise ValueError(f"eval.metrics: unknown metric(s) {bad}; choose from {sorted(known)}")
+        if self.primary not in self.metrics:
+            raise ValueError(f"eval.primary={self.primary!r} is not in eval.metrics {self.metrics}; add it or pick one of them")
+        return self
+
+
+class ResourcesConfig(_Section):
+    workers: int = Field(1, ge=1)  # Ray Train workers (data-parallel ranks)
+    gpus_per_worker: float = Field(0, ge=0)
+    cpus_per_worker: float = Field(1, gt=0)
+
+    @model_validator(mode="after")
+    def _check(self) -> "ResourcesConfig":
+        if self.workers > 1 and 0 < self.gpus_per_worker < 1:
+            raise ValueError(
+                "resources.gpus_per_worker must be a whole number when resources.workers > 1 "
+                "(two DDP ranks on one GPU fail in NCCL); use 1 or run one worker"
+            )
+        return self
+
+
+class TrackingConfig(_Section):
+    uri: Optional[str] = None  # MLflow tracking URI; default sqlite:///<out>/mlflow.db
+    experiment: str = "transgan-lab"
+    storage_path: Optional[str] = None  # Ray Train/Tune storage; local dir, s3://, gs://
+
+
+class SweepConfig(_Section):
+    space: str = "digits"  # search space module in experiments/search_spaces.py
+    num_samples: int = Field(6, ge=1)
+    max_concurrent: int = Field(0, ge=0)  # 0 = derived from the resources
+    seed: int = 0
+    grace_reports: int = Field(2, ge=1)  # ASHA grace period in reports
+    reduction_factor: int = Field(2, ge=2)
+    objectives: list[str] = []  # extra objectives for multi-objective mode, e.g. ["g_params"]
+    fault_rate: float = Field(0.0, ge=0, le=1)  # injected trial failures (soak tests)
+    max_failures: int = Field(1, ge=0)
+
+
+class ExperimentConfig(_Section):
+    name: str = "experiment"  # readable run name prefix
+    preset: str = ""  # preset this config came from (informational)
+    seed: int = 0
+    data: DataConfig = DataConfig()
+    model: ModelConfig = ModelConfig()
+    loss: LossConfig = LossConfig()
+    augment: AugmentConfig = AugmentConfig()
+    optim: OptimConfig = OptimConfig()
+    train: TrainConfig = TrainConfig()
+    eval: EvalConfig = EvalConfig()
+    resources: ResourcesConfig = ResourcesConfig()
+    tracking: TrackingConfig = TrackingConfig()
+    sweep: SweepConfig = SweepConfig()
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> "ExperimentConfig":
+        errors = cross_field_errors(self)
+        if errors:
+            raise ValueError("; ".join(errors))
+        return self
+
+    # -- convenience -----------------------------------------------------------------------
+    def stage_resolutions(self) -> list[int]:
+        g = self.model.g
+        return [g.bottom * 2**i for i in range(len(g.depths))]
+
+    def stage_widths(self) -> list[int]:
+        g = self.model.g
+        return [g.embed_dim // 4**i for i in range(len(g.depths))]
+
+
+def cross_field_errors(cfg: ExperimentConfig) -> list[str]:
+    """Checks that span sections; each message names the field and the fix."""
+    err: list[str] = []
+    g, d, data, opt, res = cfg.model.g, cfg.model.d, cfg.data, cfg.optim, cfg.resources
+    if g.arch == "transgan":
+        if not g.depths or any(x < 1 for x in g.depths):
+            err.append(f"model.g.depths={g.depths}: give one positive block count per stage, e.g. [5, 2, 2]")
+        else:
+            n = len(g.depths)
+            out = g.bottom * 2 ** (n - 1)
+            if out != data.resolution:
+                err.append(
+                    f"model.g.bottom={g.bottom} with {n} stages makes {out}px images but data.resolution="
+                    f"{data.resolution}: image size must equal bottom x 2^(stages-1); set model.g.bottom="
+                    f"{data.resolution / 2 ** (n - 1):g} or change model.g.depths"
+                )
+            if g.embed_dim % 4 ** (n - 1):
+                err.append(
+                    f"model.g.embed_dim={g.embed_dim} must be divisible by 4^(stages-1)={4 ** (n - 1)} "
+                    "(each PixelShuffle divides the width by 4)"
+                )
+            else:
+                for i in range(n):
+                    w = g.embed_dim // 4**i
+                    if w % g.heads:
+                        err.append(
+                            f"model.g.embed_dim={g.embed_dim}: stage {i} width {w} is not divisible by "
+                            f"model.g.heads={g.heads}; pick heads dividing {w}"
+                        )
+                        break
+    if d.arch in ("vit", "multiscale"):
+        if d.embed_dim % d.heads:
+            err.append(f"model.d.embed_dim={d.embed_dim} must be divisible by model.d.heads={d.heads}")
+        step = d.patch_size * (2 if d.arch == "multiscale" else 1)
+        if data.resolution % step:
+            err.append(
+                f"model.d.patch_size={d.patch_size}: data.resolution={data.resolution} must be divisible by "
+                f"{step}; pick a patch size that divides the image"
+            )
+        if d.arch == "multiscale":
+            if d.embed_dim % 4 or (d.embed_dim * 3 // 4) % d.heads or (d.embed_dim // 4) % 1:
+                err.append(
+                    f"model.d.embed_dim={d.embed_dim}: the multiscale D splits it 3/4 + 1/4; use a multiple "
+                    f"of 4 whose 3/4 is divisible by model.d.heads={d.heads}"
+                )
+    for name, batch in (("optim.batch_d", opt.batch_d), ("optim.batch_g", opt.batch_g)):
+        if batch % (res.workers * opt.accum):
+            err.append(
+                f"{name}={batch} is not divisible by resources.workers x optim.accum = "
+                f"{res.workers} x {opt.accum}; the global batch is fixed, so pick workers/accum that divide it"
+            )
+    if data.dataset != "digits" and not data.root and not data.download:
+        err.append(
+            f"data.root is required for data.dataset={data.dataset!r}: set data.root=/path/to/{data.dataset} "
+            "(or data.download=true where the network allows)"
+        )
+    if data.dataset == "digits" and data.hflip:
+        err.append("data.hflip=true on digits: a mirrored digit is not a digit; set data.hflip=false")
+    if cfg.augment.erase_min > cfg.augment.erase_max:
+        err.append("augment.erase_min must be <= augment.erase_max")
+    if cfg.model.mtct.enabled and g.arch != "transgan":
+        err.append("model.mtct.enabled needs model.g.arch=transgan (the conv baseline has no SR path)")
+    if g.locality.enabled and g.arch != "transgan":
+        err.append("model.g.locality.enabled needs model.g.arch=transgan")
+    if any(m in ("fid", "is", "kid") for m in cfg.eval.metrics) and data.channels != 3:
+        err.append("eval.metrics fid/is/kid need RGB images: set data.channels=3 or use digits_fid/digits_is")
+    if any(m.startswith("digits_") for m in cfg.eval.metrics) and data.dataset != "digits":
+        err.append(
+            f"eval.metrics digits_fid/digits_is only measure the digits data, not {data.dataset!r}; use fid/is/kid"
+        )
+    return err
+
+
+# --------------------------------------------------------------------------- load / override
+
+
+def _presets_dir() -> Path:
+    return Path(str(resources.files("transgan_lab.presets")))
+
+
+def preset_names() -> list[str]:
+    return sorted(p.stem for p in _presets_dir().glob("*.yaml"))
+
+
+def _read_yaml(path: Path) -> dict:
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise ConfigError(f"cannot read config file {path}: {e.strerror}; check the path") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(f"{path} is not valid YAML{where}: {getattr(e, 'problem', e)}; fix the syntax") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path} must hold a mapping of config sections (data:, model:, ...), not {type(data).__name__}")
+    return data
+
+
+def _deep_merge(base: dict, over: dict) -> dict:
+    out = copy.deepcopy(base)
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = _deep_merge(out[k], v)
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
+def load_raw(preset_or_path: str, _seen: tuple = ()) -> dict:
+    """Raw dict of a preset name or YAML path, with its ``base`` chain merged in."""
+    p = Path(preset_or_path)
+    if preset_or_path.endswith((".yaml", ".yml")) or p.exists():
+        path = p
+        if not path.exists():
+            raise ConfigError(f"config file {p} does not exist; give a preset name ({', '.join(preset_names())}) or a YAML path")
+    else:
+        path = _presets_dir() / f"{preset_or_path}.yaml"
+        if not path.exists():
+            raise ConfigError(
+                f"unknown preset {preset_or_path!r}; choose one of {', '.join(preset_names())} or give a path to a YAML file"
+            )
+    key = str(path.resolve())
+    if key in _seen:
+        raise ConfigError(f"{path}: 'base' chain loops back to itself; remove the cycle")
+    raw = _read_yaml(path)
+    base = raw.pop("base", None)
+    if base:
+        base_ref = str(base)
+        rel = path.parent / base_ref
+        if base_ref.endswith((".yaml", ".yml")) and rel.exists():
+            base_ref = str(rel)
+        raw = _deep_merge(load_raw(base_ref, _seen + (key,)), raw)
+    if "preset" not in raw:
+        raw["preset"] = path.stem
+    return raw
+
+
+def parse_override(item: str) -> tuple[list[str], Any]:
+    if "=" not in item:
+        raise ConfigError(f"--set {item!r}: expected key=value, e.g. --set optim.lr_g=2e-4")
+    key, value = item.split("=", 1)
+    key = key.strip()
+    if not key:
+        raise ConfigError(f"--set {item!r}: the key before '=' is empty; e.g. --set train.kimg=10")
+    try:
+        parsed = yaml.safe_load(value) if value.strip() else ""
+    except yaml.YAMLError:
+        parsed = value
+    return key.split("."), parsed
+
+
+def apply_overrides(raw: dict, overrides: list[str] | None) -> dict:
+    out = copy.deepcopy(raw)
+    for item in overrides or []:
+        path, value = parse_override(item)
+        node: Any = out
+        model: Any = ExperimentConfig
+        for i, part in enumerate(path):
+            fields = getattr(model, "model_fields", None)
+            if fields is None or part not in fields:
+                where = ".".join(path[:i]) or "the top level"
+                choices = ", ".join(sorted(fields)) if fields else "none (not a section)"
+                raise ConfigError(f"--set {'.'.join(path)}: unknown key {part!r} in {where}; known keys: {choices}")
+            ann = fields[part].annotation
+            model = ann if isinstance(ann, type) and issubclass(ann, BaseModel) else None
+            if i == len(path) - 1:
+                node[part] = value
+            else:
+                node = node.setdefault(part, {})
+                if not isinstance(node, dict):
+                    raise ConfigError(f"--set {'.'.join(path)}: {part!r} is not a section")
+    return out
+
+
+def _format_validation_error(e: ValidationError) -> str:
+    lines = []
+    for err in e.errors():
+        loc = ".".join(str(x) for x in err["loc"] if not str(x).startswith("function-after"))
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = f"unknown key {loc.split('.')[-1]!r}: remove it or check the spelling (see `transgan-lab config show`)"
+        elif err["type"] == "literal_error":
+            msg = f"{msg} (got {err.get('input')!r})"
+        elif err["type"] in ("int_parsing", "float_parsing", "int_from_float", "bool_parsing"):
+            msg = f"{msg} (got {err.get('input')!r})"
+        lines.append(f"{loc}: {msg}" if loc else msg)
+    return "invalid config: " + "; ".join(lines)
+
+
+def from_dict(raw: dict) -> ExperimentConfig:
+    try:
+        return ExperimentConfig.model_validate(raw)
+    except ValidationError as e:
+        raise ConfigError(_format_validation_error(e)) from None
+
+
+def load_config(preset_or_path: str, overrides: list[str] | None = None) -> ExperimentConfig:
+    """Resolve a preset name or YAML path plus ``key=value`` overrides into a validated config."""
+    return from_dict(apply_overrides(load_raw(preset_or_path), overrides))
+
+
+# --------------------------------------------------------------------------------- hashing
+
+
+def config_hash(cfg: ExperimentConfig) -> str:
+    """Stable hash of the whole resolved config."""
+    return _hashing.config_hash(cfg)
+
+
+def dynamics_hash(cfg: ExperimentConfig) -> str:
+    """Hash of what changes the training dynamics; guards resume."""
+    return _hashing.dynamics_hash(cfg)
+
+
+flatten = _hashing.flatten
+
+
+def to_yaml(cfg: ExperimentConfig) -> str:
+    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)

@@ -1,0 +1,140 @@
+"""Shared fixtures: isolated caches, a real Ray runtime, a real MLflow server on 127.0.0.1.
+
+Environment variables are set at import time, before any test imports ray, mlflow or torch, so
+that nothing writes into $HOME and nothing listens beyond loopback.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+# One scratch root for the whole session; short, because Ray's unix sockets live under it.
+_SCRATCH = Path(tempfile.mkdtemp(prefix="tgl-", dir="/tmp"))
+
+os.environ.update(
+    {
+        "RAY_AUTH_MODE": "disabled",
+        "RAY_USAGE_STATS_ENABLED": "0",
+        "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+        "TORCH_HOME": str(_SCRATCH / "torch"),
+        "MPLCONFIGDIR": str(_SCRATCH / "mpl"),
+        "TORCHINDUCTOR_CACHE_DIR": str(_SCRATCH / "inductor"),
+        "TRANSGAN_LAB_CACHE": str(_SCRATCH / "cache"),
+        "PYTHONHASHSEED": os.environ.get("PYTHONHASHSEED", "0"),
+    }
+)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    shutil.rmtree(_SCRATCH, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def scratch() -> Path:
+    return _SCRATCH
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_http(url: str, timeout_s: float = 60.0, proc: subprocess.Popen | None = None) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode} before {url} answered")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.3)
+    raise TimeoutError(f"{url} did not answer within {timeout_s} s")
+
+
+def stop_process(proc: subprocess.Popen, timeout_s: float = 15.0) -> None:
+    """End a process we started (and its group) by PID."""
+    if proc.poll() is not None:
+        return
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    try:
+        proc.wait(timeout_s)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(5)
+
+
+class MlflowServer:
+    """A real `mlflow server` on 127.0.0.1 with a SQLite store; started and stopped by PID."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.port = free_port()
+        self.uri = f"http://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> "MlflowServer":
+        self.root.mkdir(parents=True, exist_ok=True)
+        cmd = [
+            str(Path(sys.executable).parent / "mlflow"), "server",
+            "--host", "127.0.0.1", "--port", str(self.port),
+            "--backend-store-uri", f"sqlite:///{self.root / 'mlflow.db'}",
+            "--artifacts-destination", str(self.root / "artifacts"),
+            "--workers", "1",
+        ]
+        self.log = open(self.root / "server.log", "ab")
+        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
+        wait_http(self.uri + "/health", timeout_s=90, proc=self.proc)
+        return self
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            stop_process(self.proc)
+            self.log.close()
+
+
+@pytest.fixture(scope="session")
+def mlflow_server():
+    """One real MLflow tracking server for the session (tests use their own experiments)."""
+    server = MlflowServer(_SCRATCH / "mlflow-server").start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def ray_runtime():
+    """A real local Ray runtime shared by the session (starting one costs seconds).
+
+    Logical CPUs are oversubscribed so a Tune trial driver plus two Train workers fit on 2 cores.
+    """
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(
+            num_cpus=4,
+            include_dashboard=False,
+            object_store_memory=300 * 1024**2,
+            _temp_dir=str(_SCRATCH / "ray"),
+            log_to_driver=False,
+        )
+    yield ray
+    ray.shutdown()

@@ -1,0 +1,69 @@
+"""Stable config hashes. Pure Python so `trainers` stays importable with torch alone.
+
+``config_hash`` covers the whole resolved config; ``dynamics_hash`` covers only what changes the
+training dynamics, so resuming with a longer ``train.kimg`` or other logging intervals is allowed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+# Fields that do not change the training dynamics: resuming with other values is allowed.
+NON_DYNAMIC = (
+    "name",
+    "preset",
+    "train.kimg",
+    "train.log_every",
+    "train.checkpoint_every",
+    "train.keep_last",
+    "train.grid_every",
+    "train.eval_every",
+    "train.nan_retries",
+    "train.compile",
+    "data.root",
+    "data.download",
+    "data.loader_workers",
+    "eval",
+    "resources",
+    "tracking",
+    "sweep",
+)
+
+
+def as_dict(cfg: Any) -> dict:
+    """A plain JSON-able dict from a pydantic config or a dict."""
+    if hasattr(cfg, "model_dump"):
+        return cfg.model_dump(mode="json")
+    return json.loads(json.dumps(cfg, default=list))
+
+
+def flatten(d: dict, prefix: str = "") -> dict[str, Any]:
+    """{'model': {'g': {'depths': [5, 2]}}} -> {'model.g.depths': [5, 2]}."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def _digest(obj: Any) -> str:
+    text = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=list)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def config_hash(cfg: Any) -> str:
+    return _digest(as_dict(cfg))
+
+
+def dynamics_fields(cfg: Any) -> dict[str, Any]:
+    flat = flatten(as_dict(cfg))
+    return {k: v for k, v in flat.items() if not any(k == p or k.startswith(p + ".") for p in NON_DYNAMIC)}
+
+
+def dynamics_hash(cfg: Any) -> str:
+    return _digest(dynamics_fields(cfg))
