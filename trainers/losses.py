@@ -1,0 +1,110 @@
+"""GAN losses (computed in fp32), the gradient penalty and the MT-CT reconstruction loss.
+
+Stats are dicts of detached 0-dim tensors: no ``.item()`` here, so the engine syncs with the
+device only when it logs.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+from .models.attention import math_sdpa
+
+KINDS = ("wgan-gp-eps", "wgan-gp", "hinge", "nsgan")
+
+
+def _check_kind(kind: str) -> None:
+    if kind not in KINDS:
+        raise ValueError(f"loss.kind={kind!r} is unknown; choose one of {', '.join(KINDS)}")
+
+
+def gradient_penalty(
+    D: Callable,  # discriminator: images -> (N,) scores
+    real: torch.Tensor,  # (N, C, H, W) real images
+    fake: torch.Tensor,  # (N, C, H, W) generated images (detached here)
+    aug: Callable,  # augmentation applied to the interpolates before D
+    phi: float,  # target gradient norm
+) -> torch.Tensor:
+    """mean((||d D(aug(x_hat)) / d x_hat||_2 - phi)^2), x_hat = a*real + (1-a)*fake, a ~ U(0,1) per sample."""
+    real = real.detach()
+    alpha = torch.rand(real.shape[0], 1, 1, 1, device=real.device, dtype=real.dtype)
+    x_hat = (alpha * real + (1 - alpha) * fake.detach().to(real.dtype)).requires_grad_(True)
+    with math_sdpa():
+        scores = D(aug(x_hat)).float()
+        (grad,) = torch.autograd.grad(scores.sum(), x_hat, create_graph=True)
+    norm = grad.float().flatten(1).norm(2, dim=1)
+    return ((norm - phi) ** 2).mean()
+
+
+def d_loss(
+    D: Callable,  # discriminator
+    real: torch.Tensor,  # (N, C, H, W) real images
+    fake: torch.Tensor,  # (N, C, H, W) generated images (detached here)
+    aug: Callable,  # augmentation (same for real, fake and GP inputs)
+    loss_cfg,  # cfg.loss: kind, gp_weight, phi, drift
+) -> tuple[torch.Tensor, dict]:
+    kind = loss_cfg.kind
+    _check_kind(kind)
+    fake = fake.detach()
+    d_real = D(aug(real)).float()
+    d_fake = D(aug(fake)).float()
+    zero = d_real.new_zeros(())
+    gp = zero
+    if kind in ("wgan-gp-eps", "wgan-gp"):
+        loss = -d_real.mean() + d_fake.mean()
+        if loss_cfg.gp_weight > 0:
+            gp = gradient_penalty(D, real, fake, aug, loss_cfg.phi)
+            loss = loss + loss_cfg.gp_weight / loss_cfg.phi**2 * gp
+        if kind == "wgan-gp-eps" and loss_cfg.drift > 0:
+            loss = loss + loss_cfg.drift * d_real.mean() ** 2
+    elif kind == "hinge":
+        loss = F.relu(1 - d_real).mean() + F.relu(1 + d_fake).mean()
+    else:  # nsgan: -log sigmoid(D(real)) - log(1 - sigmoid(D(fake)))
+        loss = F.softplus(-d_real).mean() + F.softplus(d_fake).mean()
+    stats = {
+        "loss_d": loss.detach(),
+        "loss_gp": gp.detach(),
+        "d_real": d_real.detach().mean(),
+        "d_fake": d_fake.detach().mean(),
+    }
+    return loss, stats
+
+
+def g_loss(
+    D: Callable,  # discriminator
+    fake: torch.Tensor,  # (N, C, H, W) generated images (gradients flow into G)
+    aug: Callable,  # augmentation
+    loss_cfg,  # cfg.loss
+) -> tuple[torch.Tensor, dict]:
+    kind = loss_cfg.kind
+    _check_kind(kind)
+    d_fake = D(aug(fake)).float()
+    if kind == "nsgan":
+        loss = F.softplus(-d_fake).mean()
+    else:  # wgan-gp(-eps) and hinge: -mean D(G(z))
+        loss = -d_fake.mean()
+    return loss, {"loss_g": loss.detach(), "d_fake_g": d_fake.detach().mean()}
+
+
+def downsample_for_mtct(real: torch.Tensor, *, side: int) -> torch.Tensor:
+    """Area (box-filter, antialiased) resize of real images to side x side."""
+    return F.interpolate(real, size=(side, side), mode="area")
+
+
+def mtct_loss(
+    G: Callable,  # generator with a super-resolution path (plain or DDP-wrapped)
+    real: torch.Tensor,  # (N, C, H, W) real images
+    *,
+    locality_width=None,  # locality mask half-width for this epoch (None = no mask)
+) -> torch.Tensor:
+    """Unweighted MSE between G.super_resolve(downsample(real)) and real (the engine multiplies by lambda)."""
+    inner = getattr(G, "module", G)
+    if getattr(inner, "sr_embed", None) is None:
+        raise ValueError("MT-CT needs a generator built with model.mtct.enabled=true")
+    lr = downsample_for_mtct(real, side=inner.bottom)
+    # Calling G itself (not .super_resolve) keeps a DDP wrapper's gradient hooks in the path.
+    out = G(None, locality_width=locality_width, lr_images=lr)
+    return F.mse_loss(out.float(), real.float())
