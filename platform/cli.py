@@ -99,6 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", default="terminal", choices=["terminal", "markdown", "latex", "html", "csv"])
     p.add_argument("--pick", default="final", choices=["final", "best"], help="per-run value rule")
     p.add_argument("--top", type=int, default=10, help="rows of a sweep table")
+    p.add_argument("--protocol", action="append", default=[], metavar="ID",
+                   help="keep only runs scored under this evaluation protocol id (ids are listed when runs mix protocols; repeatable)")
 
     # report
     p = sub.add_parser("report", help="self-contained HTML report of a sweep")
