@@ -387,6 +387,7 @@ def load_raw(preset_or_path: str, _seen: tuple = ()) -> dict:
     if key in _seen:
         raise ConfigError(f"{path}: 'base' chain loops back to itself; remove the cycle")
     raw = _read_yaml(path)
+    own_preset = raw.get("preset")  # the base's preset name must not win over this file's own
     base = raw.pop("base", None)
     if base:
         base_ref = str(base)
@@ -394,8 +395,7 @@ def load_raw(preset_or_path: str, _seen: tuple = ()) -> dict:
         if base_ref.endswith((".yaml", ".yml")) and rel.exists():
             base_ref = str(rel)
         raw = _deep_merge(load_raw(base_ref, _seen + (key,)), raw)
-    if "preset" not in raw:
-        raw["preset"] = path.stem
+    raw["preset"] = own_preset or path.stem
     return raw
 
 
@@ -413,6 +413,14 @@ def parse_override(item: str) -> tuple[list[str], Any]:
     return key.split("."), parsed
 
 
+def _is_text_field(ann: Any) -> bool:
+    """str or Optional[str] (the annotation of a text field)."""
+    import typing
+
+    args = typing.get_args(ann) or (ann,)
+    return str in args and all(a in (str, type(None)) for a in args)
+
+
 def apply_overrides(raw: dict, overrides: list[str] | None) -> dict:
     out = copy.deepcopy(raw)
     for item in overrides or []:
@@ -428,6 +436,8 @@ def apply_overrides(raw: dict, overrides: list[str] | None) -> dict:
             ann = fields[part].annotation
             model = ann if isinstance(ann, type) and issubclass(ann, BaseModel) else None
             if i == len(path) - 1:
+                if isinstance(value, (bool, int, float)) and _is_text_field(ann):
+                    value = item.split("=", 1)[1].strip()  # `--set name=2024`: YAML reads a number; the field is text
                 node[part] = value
             else:
                 node = node.setdefault(part, {})
