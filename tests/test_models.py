@@ -50,3 +50,152 @@ def test_locality_mask_changes_only_the_last_block_and_is_cached():
     assert len(G._mask_cache) == 2
     G(z, locality_width=1)
     assert len(G._mask_cache) == 2
+
+
+PRESETS = {  # preset: (image shape, G params (M), D params (M)) from our own count of the layer shapes
+    "digits-tiny": ((1, 16, 16), None, None),
+    "cifar10-s": ((3, 32, 32), None, None),
+    "cifar10-m": ((3, 32, 32), None, None),
+    "cifar10-l": ((3, 32, 32), None, None),
+    "cifar10-xl": ((3, 32, 32), 133.6, None),  # facts: v1 XL CIFAR G ~133.6 M
+    "cifar10-v2": ((3, 32, 32), 83.3, 10.2),  # facts: v2 CIFAR G ~83.3 M, D ~10.2 M
+    "stl10-xl": ((3, 48, 48), 150.0, None),  # facts: v1 STL G ~150 M
+    "celeba64-xl": ((3, 64, 64), None, None),
+}
+
+
+@pytest.mark.parametrize("preset", sorted(PRESETS))
+def test_every_preset_output_shape_and_param_counts(preset):
+    cfg = load_config(preset, [])
+    shape, g_m, d_m = PRESETS[preset]
+    with torch.device("meta"):  # shape propagation and counting without memory or compute
+        G, D = build_generator(cfg), build_discriminator(cfg)
+        x = G(torch.zeros(2, G.latent_dim))
+        s = D(x)
+    assert tuple(x.shape) == (2, *shape)
+    assert tuple(s.shape) == (2,)
+    if g_m:
+        assert abs(_params(G) / 1e6 - g_m) / g_m < 0.01, _params(G)
+    if d_m:
+        assert abs(_params(D) / 1e6 - d_m) / d_m < 0.01, _params(D)
+
+
+def test_v1_vit_d_matches_the_facts():
+    cfg = load_config("cifar10-s", [])
+    with torch.device("meta"):
+        D = build_discriminator(cfg)
+    assert abs(_params(D) / 1e6 - 12.5) / 12.5 < 0.01  # facts: ViT_8_8 ~12.5 M
+    assert D.side == 8 and D.pos_embed.shape == (1, 65, 384)  # 8x8 patches + [cls]
+
+
+def test_stage_layout_of_the_paper_generators():
+    with torch.device("meta"):
+        v2 = build_generator(load_config("cifar10-v2", []))
+        celeba = build_generator(load_config("celeba64-xl", []))
+    assert v2.sides == [8, 16, 32] and v2.widths == [1024, 256, 64]
+    assert [len(s) for s in v2.stages] == [5, 4, 2]
+    # global attention + relative bias over the whole stage grid (w = 8, 16, 32)
+    assert [s[0].attn.rel_pos.window for s in v2.stages] == [8, 16, 32]
+    assert v2.l1.weight.numel() == 256 * 64 * 1024  # the 16.8 M latent projection
+    assert celeba.sides == [8, 16, 32, 64] and celeba.widths == [1024, 256, 64, 16]
+    assert celeba.windows == [None, None, None, 16]  # grid attention at 64x64
+    assert celeba.masked[-1] == [False, True]
+
+
+def test_cifar_and_v2_real_forward_backward():
+    # the paper topologies at reduced width (real compute on a shared 2-core CPU)
+    torch.manual_seed(0)
+    cfg = load_config("cifar10-s", ["model.g.embed_dim=128", "model.g.latent_dim=32"])
+    G = build_generator(cfg)
+    x = G(torch.randn(2, G.latent_dim), locality_width=4)
+    assert x.shape == (2, 3, 32, 32) and torch.isfinite(x).all()
+    D = build_discriminator(load_config("cifar10-v2", ["model.d.embed_dim=64"]))
+    s = D(x)
+    assert s.shape == (2,) and torch.isfinite(s).all()
+    s.sum().backward()
+    assert D.embed2.weight.grad.abs().sum() > 0 and D.stage1[0].attn.rel_pos.table.grad.abs().sum() > 0
+
+
+def test_window_attention_equals_block_diagonal_masked_global_attention():
+    from transgan_lab.trainers.models.blocks import Block
+
+    torch.manual_seed(0)
+    side, win = 8, 4
+    windowed = Block(dim=16, heads=4, mlp_ratio=4, norm="ln", act="gelu", side=side, window=win)
+    full = Block(dim=16, heads=4, mlp_ratio=4, norm="ln", act="gelu", side=side)
+    full.load_state_dict(windowed.state_dict())
+    idx = torch.arange(side * side)
+    win_id = (idx // side) // win * (side // win) + (idx % side) // win
+    mask = torch.zeros(side * side, side * side).masked_fill(win_id[:, None] != win_id[None, :], float("-inf"))
+    x = torch.randn(2, side * side, 16)
+    torch.testing.assert_close(windowed(x), full(x, mask), rtol=1e-5, atol=1e-5)
+
+
+def test_small_windowed_generator_with_all_v2_options_runs_for_real():
+    cfg = load_config(
+        "celeba64-xl",
+        ["model.g.embed_dim=256", "model.g.depths=[1,1,1,2]", "model.g.latent_dim=16", "model.g.rel_pos_bias=true",
+         "model.g.noise_injection=true", "model.g.self_modulation=true", "model.g.modulation_tokens=4",
+         "model.g.norm=pn", "model.g.locality.kind=box2d"],
+    )
+    torch.manual_seed(0)
+    G = build_generator(cfg)
+    assert G.windows == [None, None, None, 16]
+    assert G.stages[3][0].attn.rel_pos.window == 16  # the bias covers the window
+    z = torch.randn(2, 16)
+    x = G(z, locality_width=locality_width(cfg.model.g.locality, 0))
+    assert x.shape == (2, 3, 64, 64) and torch.isfinite(x).all()
+    assert G._locality_mask(8, x.device).shape == (256, 256)  # window-local mask
+    # self-modulation: cross-attention to latent tokens; noise strength starts at 0 so G is deterministic
+    torch.testing.assert_close(G(z), G(z))
+    with torch.no_grad():
+        for m in G.modules():
+            if getattr(m, "noise_strength", None) is not None:
+                m.noise_strength.fill_(0.5)
+    assert not torch.allclose(G(z), G(z))
+    x.square().mean().backward()
+    assert G.mod_l1.weight.grad.abs().sum() > 0
+    assert G.stages[0][0].cross.kv.weight.grad.abs().sum() > 0
+
+
+def test_super_resolve_shape_and_errors():
+    cfg = load_config("digits-tiny", ["model.mtct.enabled=true"])
+    G = build_generator(cfg)
+    out = G.super_resolve(torch.zeros(3, 1, 4, 4))
+    assert out.shape == (3, 1, 16, 16)
+    with pytest.raises(ValueError, match=r"lr_images must be \(N, 1, 4, 4\)"):
+        G.super_resolve(torch.zeros(3, 1, 8, 8))
+    with pytest.raises(ValueError, match="z must be"):
+        G(torch.zeros(3, 7))
+
+
+@pytest.mark.parametrize("g_arch,d_arch", [("transgan", "conv"), ("conv", "vit"), ("conv", "conv")])
+def test_table1_pairings_train_one_step(g_arch, d_arch):
+    from transgan_lab.trainers import losses
+    from transgan_lab.trainers.augment import DiffAugment
+
+    cfg = load_config("digits-tiny", [f"model.g.arch={g_arch}", f"model.d.arch={d_arch}", "model.g.conv_ch=32",
+                                      "model.d.conv_ch=32"])
+    torch.manual_seed(0)
+    G, D = build_generator(cfg), build_discriminator(cfg)
+    aug = DiffAugment(cfg.augment)
+    z = torch.randn(4, G.latent_dim)
+    fake = G(z, locality_width=None)
+    assert fake.shape == (4, 1, 16, 16)
+    real = torch.rand(4, 1, 16, 16) * 2 - 1
+    loss_d, _ = losses.d_loss(D, real, fake, aug, cfg.loss)
+    loss_d.backward()
+    loss_g, _ = losses.g_loss(D, G(z), aug, cfg.loss)
+    loss_g.backward()
+    assert torch.isfinite(loss_d) and torch.isfinite(loss_g)
+    assert all(p.grad is not None for p in G.parameters())
+
+
+def test_conv_baselines_at_paper_resolutions():
+    for preset, side in (("cifar10-s", 32), ("stl10-xl", 48), ("celeba64-xl", 64)):
+        cfg = load_config(preset, ["model.g.arch=conv", "model.d.arch=conv", "model.mtct.enabled=false",
+                                   "model.g.locality.enabled=false", "model.g.conv_ch=16", "model.d.conv_ch=16"])
+        G, D = build_generator(cfg), build_discriminator(cfg)
+        x = G(torch.randn(2, G.latent_dim))
+        assert tuple(x.shape) == (2, 3, side, side) and tuple(D(x).shape) == (2,)
+        assert x.abs().max() <= 1  # the SNGAN baseline ends in tanh
