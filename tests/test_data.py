@@ -7,9 +7,15 @@ column-major uint8 binaries, CelebA as 178x218 JPEGs under img_align_celeba/, an
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import http.server
 import os
 import pickle
+import socket
 import struct
+import tarfile
+import threading
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -221,6 +227,51 @@ def test_cifar10_resaved_by_python3_and_wrong_content(tmp_path):
     p.write_bytes(pickle.dumps({"data": np.zeros((2, 10), np.uint8)}, protocol=4))
     with pytest.raises(DatasetError, match=r"uint8 array of shape \(N, 3072\).*\(2, 10\)"):
         D.load_cifar_batch(p)
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def http_dir(tmp_path):
+    """A real HTTP server on 127.0.0.1 serving a folder (the stand-in for the dataset's web site)."""
+    served = tmp_path / "www"
+    served.mkdir()
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_QuietHandler, directory=str(served)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield served, f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+    thread.join(5)
+
+
+def test_cifar10_download_fetches_checks_and_extracts(tmp_path, cifar_root, http_dir, monkeypatch):
+    src, x = cifar_root
+    served, url = http_dir
+    archive = served / "cifar-10-python.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:  # the real archive's layout: cifar-10-batches-py/data_batch_N
+        tar.add(src / "cifar-10-batches-py", arcname="cifar-10-batches-py")
+    md5 = hashlib.md5(archive.read_bytes()).hexdigest()
+    monkeypatch.setitem(D.DOWNLOADS, "cifar10", (f"{url}/cifar-10-python.tar.gz", "cifar-10-python.tar.gz", md5))
+    root = tmp_path / "fresh"
+    ds = build_dataset(cfg(dataset="cifar10", root=str(root), resolution=32, channels=3, download=True))
+    assert len(ds) == 10 and (root / "cifar-10-batches-py" / "data_batch_5").is_file()
+    torch.testing.assert_close(ds.get_batch([9]), torch.from_numpy(x[9:]).float() / 127.5 - 1, rtol=0, atol=1e-6)
+    # a corrupted download (md5 mismatch) and an unreachable server both end in a DatasetError
+    monkeypatch.setitem(D.DOWNLOADS, "cifar10", (f"{url}/cifar-10-python.tar.gz", "cifar-10-python.tar.gz", "0" * 32))
+    with pytest.raises(DatasetError, match=r"cifar10: downloading .* failed \(RuntimeError: File not found or corrupted"):
+        build_dataset(cfg(dataset="cifar10", root=str(tmp_path / "again"), resolution=32, channels=3, download=True))
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        dead = sock.getsockname()[1]  # bound but not listening: connection refused
+        monkeypatch.setitem(D.DOWNLOADS, "cifar10", (f"http://127.0.0.1:{dead}/c.tar.gz", "c.tar.gz", md5))
+        with pytest.raises(DatasetError) as e:
+            build_dataset(cfg(dataset="cifar10", root=str(tmp_path / "offline"), resolution=32, channels=3, download=True))
+    msg = str(e.value)
+    assert "network may be unavailable" in msg and "cifar.html" in msg and "Traceback" not in msg
 
 
 # ------------------------------------------------------------------------------------- STL-10

@@ -99,8 +99,19 @@ def _root(cfg: Any, default: str) -> Path:
     return Path(root if root else default).expanduser()
 
 
-def _download(kind: str, url: str, root: Path, filename: str, md5: str, how: str) -> None:
-    """Fetch and extract an archive with torchvision's helper; a clear error when offline."""
+# Where data.download=true fetches from: dataset -> (url, archive file name, md5 of the archive).
+DOWNLOADS: dict[str, tuple[str, str, str]] = {
+    "cifar10": ("https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz", "cifar-10-python.tar.gz",
+                "c58f30108f718f92721af3b95e74349a"),
+    "stl10": ("http://ai.stanford.edu/~acoates/stl10/stl10_binary.tar.gz", "stl10_binary.tar.gz",
+              "91f7769df0f17e558f3565bffb0c7dfb"),
+}
+
+
+def _download(kind: str, root: Path, how: str) -> None:
+    """Fetch, md5-check and extract ``DOWNLOADS[kind]`` into root with torchvision's helper;
+    a DatasetError (not a traceback) when the network or the archive fails."""
+    url, filename, md5 = DOWNLOADS[kind]
     try:
         from torchvision.datasets.utils import download_and_extract_archive
     except ImportError as e:  # pragma: no cover - torchvision is pinned
@@ -222,8 +233,6 @@ class Digits(ImageDataset):
 
 # ----------------------------------------------------------------------------------- CIFAR-10
 
-_CIFAR_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
-_CIFAR_MD5 = "c58f30108f718f92721af3b95e74349a"
 _CIFAR_DIR = "cifar-10-batches-py"
 _CIFAR_TRAIN = tuple(f"data_batch_{i}" for i in range(1, 6))
 
@@ -306,7 +315,7 @@ class Cifar10(ImageDataset):
         )
         missing = [n for n in _CIFAR_TRAIN if not (base / n).is_file()]
         if missing and download:
-            _download("cifar10", _CIFAR_URL, root, "cifar-10-python.tar.gz", _CIFAR_MD5, how)
+            _download("cifar10", root, how)
             base = root / _CIFAR_DIR
             missing = [n for n in _CIFAR_TRAIN if not (base / n).is_file()]
         if missing:
@@ -333,8 +342,6 @@ class Cifar10(ImageDataset):
 
 # ------------------------------------------------------------------------------------- STL-10
 
-_STL_URL = "http://ai.stanford.edu/~acoates/stl10/stl10_binary.tar.gz"
-_STL_MD5 = "91f7769df0f17e558f3565bffb0c7dfb"
 _STL_DIR = "stl10_binary"
 _STL_FILES = ("train_X.bin", "unlabeled_X.bin")  # 5,000 + 100,000 images
 _STL_BYTES = 3 * 96 * 96
@@ -357,7 +364,7 @@ class STL10(ImageDataset):
         )
         missing = [n for n in _STL_FILES if not (base / n).is_file()]
         if missing and download:
-            _download("stl10", _STL_URL, root, "stl10_binary.tar.gz", _STL_MD5, how)
+            _download("stl10", root, how)
             base = root / _STL_DIR
             missing = [n for n in _STL_FILES if not (base / n).is_file()]
         if missing:
