@@ -25,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import pickle
 import tarfile
+import threading
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -333,6 +334,7 @@ class Cifar10(ImageDataset):
             x = torch.cat(chunks)
         self.images = x.contiguous()
         self.info = {"dataset": "cifar10", "split": "train", "count": len(x), "source_size": 32,
+                     "colour": "rgb" if channels == 3 else "grey-bt601-from-rgb",
                      "resize": "none" if resolution == 32 else "bilinear-antialias",
                      "resolution": resolution, "channels": channels}
 
@@ -384,6 +386,7 @@ class STL10(ImageDataset):
         self.offsets = np.cumsum([0] + [len(m) for m in self.maps])
         self.resolution, self.channels = resolution, channels
         self.info = {"dataset": "stl10", "split": "train+unlabeled", "count": int(self.offsets[-1]),
+                     "colour": "rgb" if channels == 3 else "grey-bt601-from-rgb",
                      "source_size": 96, "resize": "bilinear-antialias", "resolution": resolution,
                      "channels": channels}
 
@@ -477,6 +480,7 @@ class CelebA(_FileImages):
                                f"found none{extra}. {how}")
         super().__init__(files=files, resolution=resolution, channels=channels, kind="celeba", how=how)
         self.info = {"dataset": "celeba", "split": "all", "count": len(files), "crop": "centre-square-178",
+                     "colour": "rgb" if channels == 3 else "grey-bt601-from-rgb",
                      "resize": "bilinear-antialias", "resolution": resolution, "channels": channels}
 
 
@@ -586,6 +590,7 @@ class DataStream:
         self.hflip, self.device = hflip, torch.device(device)
         self.position = 0  # images consumed globally (all ranks), i.e. global_batch x batches served
         self._epochs: dict[int, tuple[torch.Tensor, torch.Tensor | None]] = {}
+        self._epochs_lock = threading.Lock()  # the prefetch thread and the caller share the cache
         self._store = dataset.images.to(self.device) if dataset.images is not None else None
         self._prefetch = 0 if self._store is not None else max(0, int(prefetch))
         self._pool: ThreadPoolExecutor | None = None
@@ -594,6 +599,10 @@ class DataStream:
     # -- order -----------------------------------------------------------------------------
     def _epoch_tables(self, epoch: int) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(permutation, flip flags by dataset index) of one epoch; a few epochs are cached."""
+        with self._epochs_lock:
+            return self._epoch_tables_locked(epoch)
+
+    def _epoch_tables_locked(self, epoch: int) -> tuple[torch.Tensor, torch.Tensor | None]:
         tables = self._epochs.get(epoch)
         if tables is None:
             g = torch.Generator().manual_seed(_derive_seed("order", self.seed, epoch))
