@@ -591,7 +591,8 @@ class DataStream:
         self.position = 0  # images consumed globally (all ranks), i.e. global_batch x batches served
         self._epochs: dict[int, tuple[torch.Tensor, torch.Tensor | None]] = {}
         self._epochs_lock = threading.Lock()  # the prefetch thread and the caller share the cache
-        self._store = dataset.images.to(self.device) if dataset.images is not None else None
+        images = getattr(dataset, "images", None)  # any dataset holding an (N, C, H, W) tensor is indexed directly
+        self._store = images.to(self.device) if images is not None else None
         self._prefetch = 0 if self._store is not None else max(0, int(prefetch))
         self._pool: ThreadPoolExecutor | None = None
         self._queue: deque[tuple[int, Future]] = deque()
