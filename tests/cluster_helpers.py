@@ -167,6 +167,22 @@ def wait_gone(text: str, timeout_s: float) -> dict[int, str]:
     return left
 
 
+def remove_ssh_control_dir(cluster_name: str) -> None:
+    """Ray keeps its SSH ControlMaster sockets in /tmp/ray_ssh_<user hash>/<cluster hash>/; remove
+    the one of this (uniquely named) cluster once its master connection has exited."""
+    import getpass
+    import hashlib
+
+    user_hash = hashlib.sha256(getpass.getuser().encode()).hexdigest()[:10]
+    cluster_hash = hashlib.sha256(cluster_name.encode()).hexdigest()[:10]
+    parent = Path("/tmp") / f"ray_ssh_{user_hash}"
+    shutil.rmtree(parent / cluster_hash, ignore_errors=True)
+    try:
+        parent.rmdir()  # only when no other cluster's sockets are in it
+    except OSError:
+        pass
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -290,6 +306,9 @@ class LoopbackSSH:
             **extra_env,
         }
         lines = [f"export PATH={VENV_BIN}:$PATH"] + [f"export {k}={v}" for k, v in env.items()]
+        # sshd starts a session in the account's passwd home (/root) before SetEnv applies; the
+        # submitted script writes its outputs (./runs) relative to the working directory.
+        lines.append('cd "$HOME"')
         (self.home / ".bashrc").write_text("# written by tests/cluster_helpers.py\n" + "\n".join(lines) + "\n")
 
     def start(self) -> None:

@@ -60,6 +60,26 @@ def _commands(cfg: dict) -> list[str]:
     return [c for k in keys for c in cfg.get(k) or []]
 
 
+def _check_project_mounts(mounts: dict, *, local_prefix: str) -> None:
+    """The project reaches ~/transgan-lab folder by folder: everything `pip install -e` needs (the
+    pyproject's package-dir folders, pyproject.toml, README.md) plus experiments/ and scripts/, each
+    at the same relative path, and never the repository root (Ray hashes every file of a mounted
+    folder on each `ray up`, the local .venv included)."""
+    import tomllib
+
+    pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())
+    package_dirs = {d.split("/")[0] for d in pyproject["tool"]["setuptools"]["package-dir"].values()}
+    needed = package_dirs | {"pyproject.toml", "README.md", "experiments", "scripts"}
+    rels = set()
+    for remote, local in mounts.items():
+        assert local.startswith(local_prefix + "/"), f"{local!r} is not under {local_prefix!r} (never mount the root)"
+        rel = local[len(local_prefix) + 1:]
+        assert remote == f"~/transgan-lab/{rel}", (remote, local)
+        assert (REPO / rel).exists(), f"file_mounts names {rel}, which is not in the repository"
+        rels.add(rel)
+    assert needed <= rels, f"file_mounts lacks {sorted(needed - rels)}"
+
+
 # ------------------------------------------------------------------ Ray's validation
 
 
@@ -94,8 +114,8 @@ def test_cloud_config_passes_ray_validation(path):
     assert 1 <= prepared["idle_timeout_minutes"] <= 60
 
     # The project travels to every node without the venv, and is installed at the pinned versions.
-    assert prepared["file_mounts"] == {"~/transgan-lab": "."}
-    assert {".venv", ".git", "runs"} <= set(prepared["rsync_exclude"])
+    _check_project_mounts(prepared["file_mounts"], local_prefix=".")
+    assert {"**/__pycache__", "runs"} <= set(prepared["rsync_exclude"])
     assert any("pip install" in c and "-e ~/transgan-lab" in c for c in prepared["setup_commands"])
     pins = (REPO / "pyproject.toml").read_text()
     assert f'ray[default,tune,train]=={ray.__version__}"' in pins
@@ -152,7 +172,7 @@ def test_loopback_config_passes_ray_validation():
     assert "--node-ip-address=127.0.0.1" in start and "--dashboard-host=127.0.0.1" in start
     assert "--port=6390" in start and "--dashboard-port=8270" in start and "--port 5010" in start
     assert "ray stop" not in start  # `ray up` must not end other Ray processes on the machine
-    assert prepared["file_mounts"] == {"~/transgan-lab": str(REPO)}
+    _check_project_mounts(prepared["file_mounts"], local_prefix=str(REPO))
     for cmd in _commands(prepared):
         r = subprocess.run(["bash", "-n", "-c", cmd], capture_output=True, text=True)
         assert r.returncode == 0, f"{cmd!r}: {r.stderr}"
