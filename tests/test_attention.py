@@ -121,3 +121,35 @@ def test_noise_injection_starts_at_zero_strength():
 def test_bad_heads_is_a_clear_error():
     with pytest.raises(ValueError, match="not divisible by heads"):
         A.Attention(dim=10, heads=4)
+
+
+def test_bf16_autocast_keeps_mask_and_bias_working():
+    torch.manual_seed(4)
+    attn = A.Attention(dim=32, heads=4, rel_pos_window=4)
+    x = torch.randn(2, 16, 32)
+    mask = A.locality_mask(side=4, width=1, kind="box2d")
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = attn(x, mask)
+    assert out.dtype == torch.bfloat16
+    ref, _ = _reference(x, attn, mask)
+    torch.testing.assert_close(out.double(), ref, rtol=0.05, atol=0.05)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA: the fused SDPA kernels exist only on GPU")
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_fused_cuda_kernel_accepts_the_merged_bias(dtype):
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    torch.manual_seed(5)
+    side = 8
+    attn = A.Attention(dim=64, heads=4, rel_pos_window=side, prefix_tokens=1).cuda()
+    with torch.no_grad():
+        attn.rel_pos.table.normal_(0, 1.0)
+    x = torch.randn(4, side * side + 1, 64, device="cuda")  # 65 tokens: [cls] + grid, an odd length
+    mask = torch.nn.functional.pad(A.locality_mask(side=side, width=3, kind="band1d", device="cuda"), (1, 0, 1, 0))
+    with sdpa_kernel(SDPBackend.EFFICIENT_ATTENTION), torch.autocast("cuda", dtype=dtype, enabled=dtype != torch.float32):
+        out = attn(x, mask)
+    ref, _ = _reference(x, attn, mask)
+    tol = 2e-3 if dtype == torch.float32 else 0.05
+    torch.testing.assert_close(out.double(), ref, rtol=tol, atol=tol)
