@@ -30,6 +30,8 @@ os.environ.update(
         "RAY_USAGE_STATS_ENABLED": "0",
         "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
         "MLFLOW_DISABLE_TELEMETRY": "true",
+        # The server's job runner (a dozen huey worker processes for GenAI jobs) is not needed here.
+        "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
         "TORCH_HOME": str(_SCRATCH / "torch"),
         "MPLCONFIGDIR": str(_SCRATCH / "mpl"),
         "TORCHINDUCTOR_CACHE_DIR": str(_SCRATCH / "inductor"),
