@@ -132,30 +132,34 @@ def test_window_attention_equals_block_diagonal_masked_global_attention():
 
 
 def test_small_windowed_generator_with_all_v2_options_runs_for_real():
+    # digits-sized, with grid attention moved down to the 16x16 stage (8x8 windows) to stay cheap
     cfg = load_config(
-        "celeba64-xl",
-        ["model.g.embed_dim=256", "model.g.depths=[1,1,1,2]", "model.g.latent_dim=16", "model.g.rel_pos_bias=true",
+        "digits-tiny",
+        ["model.g.window_min_res=16", "model.g.window_size=8", "model.g.rel_pos_bias=true",
          "model.g.noise_injection=true", "model.g.self_modulation=true", "model.g.modulation_tokens=4",
-         "model.g.norm=pn", "model.g.locality.kind=box2d"],
+         "model.g.norm=pn", "model.g.locality.enabled=true", "model.g.locality.kind=box2d",
+         "model.g.locality.schedule=[[0, 2]]", "model.g.locality.off_epoch=5"],
     )
     torch.manual_seed(0)
     G = build_generator(cfg)
-    assert G.windows == [None, None, None, 16]
-    assert G.stages[3][0].attn.rel_pos.window == 16  # the bias covers the window
-    z = torch.randn(2, 16)
+    assert G.windows == [None, None, 8]
+    assert G.stages[2][0].attn.rel_pos.window == 8  # the bias covers the window
+    assert G.stages[1][0].attn.rel_pos.window == 8  # global at 8x8: the bias covers the grid
+    z = torch.randn(2, G.latent_dim)
     x = G(z, locality_width=locality_width(cfg.model.g.locality, 0))
-    assert x.shape == (2, 3, 64, 64) and torch.isfinite(x).all()
-    assert G._locality_mask(8, x.device).shape == (256, 256)  # window-local mask
-    # self-modulation: cross-attention to latent tokens; noise strength starts at 0 so G is deterministic
-    torch.testing.assert_close(G(z), G(z))
+    assert x.shape == (2, 1, 16, 16) and torch.isfinite(x).all()
+    assert G._locality_mask(2, x.device).shape == (64, 64)  # window-local mask
+    # noise strength starts at 0, so G is deterministic until it is learned
+    torch.testing.assert_close(G(z, locality_width=2), x)
+    x.square().mean().backward()
+    assert G.mod_l1.weight.grad.abs().sum() > 0
+    assert G.stages[0][0].cross.kv.weight.grad.abs().sum() > 0
+    assert G.stages[2][0].attn.noise_strength.grad is not None
     with torch.no_grad():
         for m in G.modules():
             if getattr(m, "noise_strength", None) is not None:
                 m.noise_strength.fill_(0.5)
-    assert not torch.allclose(G(z), G(z))
-    x.square().mean().backward()
-    assert G.mod_l1.weight.grad.abs().sum() > 0
-    assert G.stages[0][0].cross.kv.weight.grad.abs().sum() > 0
+        assert not torch.allclose(G(z), G(z))
 
 
 def test_super_resolve_shape_and_errors():
@@ -179,10 +183,10 @@ def test_table1_pairings_train_one_step(g_arch, d_arch):
     torch.manual_seed(0)
     G, D = build_generator(cfg), build_discriminator(cfg)
     aug = DiffAugment(cfg.augment)
-    z = torch.randn(4, G.latent_dim)
+    z = torch.randn(2, G.latent_dim)
     fake = G(z, locality_width=None)
-    assert fake.shape == (4, 1, 16, 16)
-    real = torch.rand(4, 1, 16, 16) * 2 - 1
+    assert fake.shape == (2, 1, 16, 16)
+    real = torch.rand(2, 1, 16, 16) * 2 - 1
     loss_d, _ = losses.d_loss(D, real, fake, aug, cfg.loss)
     loss_d.backward()
     loss_g, _ = losses.g_loss(D, G(z), aug, cfg.loss)
