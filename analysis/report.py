@@ -1,0 +1,176 @@
+"""`transgan-lab report SWEEP`: ONE self-contained HTML file (tables, figures and grids as base64 PNG).
+
+Nothing in the file points outside it: no external scripts, styles, fonts or images, so it opens
+offline and can be mailed. A tiny inline script writes `data-images-loaded="<ok>/<total>"` on
+<body> (and the text of #tgl-render-status) once every image has decoded, for headless checks.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Sequence
+
+import pandas as pd
+
+from transgan_lab.analysis import figures, load, tables
+from transgan_lab.analysis.aggregate import PICK_LABELS, value_column
+from transgan_lab.analysis.load import AnalysisError, metric_direction
+
+_CSS = """
+body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margin:24px auto;max-width:1100px;color:#222;background:#fff}
+h1{font-size:1.5em;margin-bottom:4px} h2{font-size:1.15em;margin-top:28px;border-bottom:1px solid #ddd;padding-bottom:4px}
+.meta{color:#555;font-size:.9em} figure{margin:12px 0} figcaption{color:#555;font-size:.85em}
+img.fig{max-width:100%;border:1px solid #eee}
+table.tgl-table{border-collapse:collapse;font-size:.85em;margin:8px 0}
+table.tgl-table caption{text-align:left;font-weight:600;padding:4px 0}
+table.tgl-table th,table.tgl-table td{padding:3px 8px;border-bottom:1px solid #e5e5e5}
+table.tgl-table thead th{border-bottom:2px solid #333;text-align:left}
+table.tgl-table td.metric,table.tgl-table td.number{text-align:right;font-variant-numeric:tabular-nums}
+table.tgl-table tr.section th{text-align:left;font-style:italic;background:#f6f6f6}
+table.tgl-table tfoot td{color:#555;font-size:.85em;border:none}
+sup.unverified{color:#b00}
+.note{background:#fff8e1;border-left:3px solid #f0b400;padding:6px 10px;font-size:.9em}
+"""
+
+_SCRIPT = """
+(function(){
+  function done(){
+    var imgs=Array.prototype.slice.call(document.images);
+    var ok=imgs.filter(function(i){return i.complete && i.naturalWidth>0;}).length;
+    document.body.setAttribute('data-images-loaded', ok+'/'+imgs.length);
+    var s=document.getElementById('tgl-render-status');
+    if(s){s.textContent=(ok===imgs.length?'images-ok ':'images-missing ')+ok+'/'+imgs.length;}
+  }
+  var imgs=Array.prototype.slice.call(document.images);
+  Promise.all(imgs.map(function(i){return i.decode?i.decode().catch(function(){}):Promise.resolve();})).then(done);
+  window.addEventListener('load', done);
+})();
+"""
+
+
+def _img(png: bytes, alt: str) -> str:
+    return f'<img class="fig" alt="{html.escape(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
+
+
+def _figure(fig, alt: str, caption: str) -> str:
+    return f"<figure>{_img(figures.png_bytes(fig), alt)}<figcaption>{html.escape(caption)}</figcaption></figure>"
+
+
+def build_report_html(
+    df: pd.DataFrame,  # tidy runs frame holding the sweep (parent + trials)
+    *,
+    sweep_id: str,  # the sweep's transgan.sweep_id
+    curves: pd.DataFrame | None = None,  # load_curves of the trials (None: no curve figures)
+    samples: Sequence[tuple[str, object]] = (),  # (title, PIL image) of the top trials' newest grids
+    pick: str = "final",  # per-run value rule
+    top: int = 10,  # rows of the top-k table
+    source: str = "",  # where the runs came from (shown in the header)
+) -> str:
+    """The whole report as one HTML string."""
+    table = tables.sweep_table(df, sweep_id=sweep_id, pick=pick, top=top)
+    parent, trials = tables.sweep_frames(df, sweep_id)
+    objectives = tables.sweep_objectives(trials, parent)
+    searched = tables.searched_params(trials, parent)
+    primary = objectives[0]
+    labels = dict(zip(trials["run_id"], trials["run_name"].astype(str)))
+    label_of = lambda o: tables.METRIC_LABELS.get(o, o)  # noqa: E731
+    ranked_names = [r["trial"].text for r in table.sections[0].rows]
+    top_ids = [rid for rid, name in labels.items() if name in ranked_names]
+    status_counts = trials["status"].value_counts().sort_index()
+    parts = [f"<h1>Sweep report: {html.escape(sweep_id)}</h1>",
+             f'<p class="meta">{len(trials)} trials ('
+             + ", ".join(f"{int(n)} {html.escape(str(s))}" for s, n in status_counts.items())
+             + f"); objectives: {html.escape(', '.join(objectives))}; per-run value: {html.escape(PICK_LABELS[pick])}"
+             + (f"; source: {html.escape(source)}" if source else "")
+             + f"; generated {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}</p>",
+             '<p class="meta" id="tgl-render-status">images-pending</p>',
+             "<h2>Top trials</h2>", tables.render_html(table)]
+
+    if curves is not None and not curves.empty:
+        parts.append("<h2>Training curves (step = images shown to D)</h2>")
+        for m in [primary] + [m for m in ("digits_is", "is", "loss_d", "loss_g") if m != primary]:
+            if (curves["metric"] == m).any():
+                fig = figures.curves_figure(curves, metric=m, labels=labels, highlight=top_ids[:3], metric_label=label_of(m))
+                parts.append(_figure(fig, f"{m} vs kimg", f"{label_of(m)} of every trial against kimg; the top 3 trials are drawn thicker."))
+
+    importances = {}
+    for o in objectives:
+        col = value_column(o, pick) if value_column(o, pick) in trials else f"final.{o}"
+        if col in trials:
+            imp = figures.param_importances(trials[trials["status"] == "FINISHED"], params=searched, objective_column=col,
+                                            direction=metric_direction(o))
+            if imp:
+                importances[label_of(o)] = imp
+    parts.append("<h2>Parameter importances</h2>")
+    if importances:
+        parts.append(_figure(figures.importance_figure(importances), "parameter importances",
+                             "fANOVA importances (Optuna) of the searched params, from the finished trials' recorded values."))
+        parts.append("<ul>" + "".join(f"<li>{html.escape(o)}: " + ", ".join(f"{html.escape(k)} {v:.3f}" for k, v in imp.items())
+                                      + "</li>" for o, imp in importances.items()) + "</ul>")
+    else:
+        parts.append('<p class="note">Not enough scored trials with varied params to estimate importances.</p>')
+
+    if len(objectives) > 1:
+        cols = [value_column(o, pick) if value_column(o, pick) in trials else f"final.{o}" for o in objectives[:2]]
+        fin = trials[(trials["status"] == "FINISHED")]
+        pts = fin[["run_name"] + cols].dropna().astype({c: float for c in cols}).reset_index(drop=True)
+        if len(pts) >= 2:
+            pts = pts.assign(pareto=tables.pareto_mask(pts[cols], [metric_direction(o) for o in objectives[:2]]),
+                             label=pts["run_name"].str.replace(f"{sweep_id}-", "", regex=False))
+            parts.append("<h2>Pareto front</h2>")
+            parts.append(_figure(figures.pareto_figure(pts, x=cols[1], y=cols[0], x_label=label_of(objectives[1]),
+                                                       y_label=label_of(objectives[0])),
+                                 "Pareto front", f"Finished trials on {label_of(objectives[0])} and {label_of(objectives[1])}; "
+                                 "red = not dominated by another trial."))
+
+    parts.append("<h2>Samples</h2>")
+    if samples:
+        parts.append(_figure(figures.sample_grid_figure(samples), "sample grids",
+                             "Newest fixed-z EMA sample grid of each top trial (title: trial, kimg)."))
+    else:
+        parts.append('<p class="note">No sample grids were logged for these trials.</p>')
+    body = "\n".join(parts)
+    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+            f"<title>Sweep report: {html.escape(sweep_id)}</title><style>{_CSS}</style></head>\n"
+            f"<body>\n{body}\n<script>{_SCRIPT}</script>\n</body></html>\n")
+
+
+def write_report(
+    *,
+    sweep_id: str | None = None,  # sweep id; None = the newest sweep in the store
+    tracking_uri: str | None = None,  # MLflow URI (default: $MLFLOW_TRACKING_URI or sqlite:///runs/mlflow.db)
+    experiment: str | None = None,  # experiment name; None = all
+    out: str | Path = "report.html",  # the HTML file to write
+    pick: str = "final",  # per-run value rule
+    top: int = 10,  # rows of the top-k table and grids shown (at most 6)
+) -> Path:
+    """Load a sweep from MLflow and write its self-contained HTML report; returns the path."""
+    sweep_id = sweep_id or load.newest_sweep_id(tracking_uri=tracking_uri, experiment=experiment)
+    df = load.load_runs(tracking_uri=tracking_uri, experiment=experiment, sweep_id=sweep_id)
+    _, trials = tables.sweep_frames(df, sweep_id)
+    metrics = sorted({c.split(".", 1)[1] for c in trials.columns if c.startswith("final.")})
+    wanted = [m for m in metrics if m in load.EVAL_METRICS or m in ("loss_d", "loss_g")]
+    curves = load.load_curves(run_ids=list(trials["run_id"]), metrics=wanted, tracking_uri=tracking_uri)
+    table = tables.sweep_table(df, sweep_id=sweep_id, pick=pick, top=top)
+    cl = load.client(tracking_uri)
+    by_name = dict(zip(trials["run_name"].astype(str), trials["run_id"]))
+    samples = []
+    for r in table.sections[0].rows[:6]:
+        got = figures.newest_sample_image(cl, by_name[r["trial"].text])
+        if got is not None:
+            step, img = got
+            samples.append((f"{r['trial'].text} @ {step / 1000:g} kimg", img))
+    text = build_report_html(df, sweep_id=sweep_id, curves=curves, samples=samples, pick=pick, top=top,
+                             source=f"{load.resolve_tracking_uri(tracking_uri)}" + (f" / {experiment}" if experiment else ""))
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(out.suffix + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(out)
+    return out
+
+
+__all__ = ["build_report_html", "write_report"]
