@@ -305,6 +305,9 @@ def test_stl10_missing_and_truncated(tmp_path, stl_root):
     msg = str(e.value)
     assert str(root / "stl10_binary" / "train_X.bin") in msg and str(root / "stl10_binary" / "unlabeled_X.bin") in msg
     assert "missing: unlabeled_X.bin" in msg and "stl10_binary.tar.gz" in msg and "data.download=true" in msg
+    (root / "stl10_binary.tar.gz").write_bytes(b"downloaded, not extracted")
+    with pytest.raises(DatasetError, match=r"Found the archive .*stl10_binary.tar.gz but not its contents: extract it with `tar -xzf"):
+        build_dataset(cfg(dataset="stl10", root=str(root), resolution=48, channels=3))
     blob = (src / "stl10_binary" / "unlabeled_X.bin").read_bytes()
     (root / "stl10_binary" / "unlabeled_X.bin").write_bytes(blob[:-1000])
     with pytest.raises(DatasetError, match=r"unlabeled_X.bin has \d+ bytes, not a whole number .* truncated"):

@@ -127,6 +127,20 @@ def _download(kind: str, root: Path, how: str) -> None:
         ) from None
 
 
+def _sentence(text: str) -> str:
+    """First letter upper case, the rest untouched (str.capitalize would lower-case paths)."""
+    return text[:1].upper() + text[1:]
+
+
+def _archive_hint(root: Path, kind: str) -> str | None:
+    """If the archive was downloaded but not extracted, say how to extract it."""
+    archive = root / DOWNLOADS[kind][1]
+    if archive.is_file():
+        return (f"found the archive {archive} but not its contents: extract it with `tar -xzf {archive} -C {root}`, "
+                "or set data.download=true (checks its md5, then extracts it)")
+    return None
+
+
 # ------------------------------------------------------------------------------- base class
 
 
@@ -314,6 +328,7 @@ class Cifar10(ImageDataset):
             f"https://www.cs.toronto.edu/~kriz/cifar.html and extract it into {root}, or set data.download=true "
             "where the network allows"
         )
+        how = _archive_hint(root, "cifar10") or how
         missing = [n for n in _CIFAR_TRAIN if not (base / n).is_file()]
         if missing and download:
             _download("cifar10", root, how)
@@ -322,7 +337,7 @@ class Cifar10(ImageDataset):
         if missing:
             raise DatasetError(
                 f"cifar10: expected {', '.join(str(base / n) for n in _CIFAR_TRAIN)} (the 'CIFAR-10 python "
-                f"version' archive, extracted); missing: {', '.join(missing)}. {how.capitalize()}"
+                f"version' archive, extracted); missing: {', '.join(missing)}. {_sentence(how)}"
             )
         x = torch.from_numpy(np.concatenate([load_cifar_batch(base / n) for n in _CIFAR_TRAIN]))  # (N, 3, 32, 32)
         if channels == 1 or resolution != 32:
@@ -364,6 +379,7 @@ class STL10(ImageDataset):
             f"download stl10_binary.tar.gz from https://cs.stanford.edu/~acoates/stl10/ and extract it into {root}, "
             "or set data.download=true where the network allows"
         )
+        how = _archive_hint(root, "stl10") or how
         missing = [n for n in _STL_FILES if not (base / n).is_file()]
         if missing and download:
             _download("stl10", root, how)
@@ -372,7 +388,7 @@ class STL10(ImageDataset):
         if missing:
             raise DatasetError(
                 f"stl10: expected {' and '.join(str(base / n) for n in _STL_FILES)} (the binary version, "
-                f"uint8 N x 3 x 96 x 96); missing: {', '.join(missing)}. {how.capitalize()}"
+                f"uint8 N x 3 x 96 x 96); missing: {', '.join(missing)}. {_sentence(how)}"
             )
         self.maps: list[np.memmap] = []
         for n in _STL_FILES:
@@ -496,7 +512,7 @@ class ImageFolder(_FileImages):
         if not files:
             where = "does not exist" if not root.is_dir() else "holds no images"
             extra = "; a plain folder has nothing to download" if download else ""
-            raise DatasetError(f"folder: expected image files under {root}, but it {where}{extra}. {how.capitalize()}")
+            raise DatasetError(f"folder: expected image files under {root}, but it {where}{extra}. {_sentence(how)}")
         super().__init__(files=files, resolution=resolution, channels=channels, kind="folder", how=how)
         self.info = {"dataset": "folder", "root": str(root), "count": len(files), "crop": "centre-square",
                      "resize": "bilinear-antialias", "resolution": resolution, "channels": channels}
