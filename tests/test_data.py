@@ -262,7 +262,7 @@ def test_cifar10_download_fetches_checks_and_extracts(tmp_path, cifar_root, http
     torch.testing.assert_close(ds.get_batch([9]), torch.from_numpy(x[9:]).float() / 127.5 - 1, rtol=0, atol=1e-6)
     # a corrupted download (md5 mismatch) and an unreachable server both end in a DatasetError
     monkeypatch.setitem(D.DOWNLOADS, "cifar10", (f"{url}/cifar-10-python.tar.gz", "cifar-10-python.tar.gz", "0" * 32))
-    with pytest.raises(DatasetError, match=r"cifar10: downloading .* failed \(RuntimeError: File not found or corrupted"):
+    with pytest.raises(DatasetError, match=r"cifar10: downloading .* failed \(RuntimeError: File not found or corrupted.*failed its md5 check"):
         build_dataset(cfg(dataset="cifar10", root=str(tmp_path / "again"), resolution=32, channels=3, download=True))
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

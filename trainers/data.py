@@ -121,10 +121,11 @@ def _download(kind: str, root: Path, how: str) -> None:
         root.mkdir(parents=True, exist_ok=True)
         download_and_extract_archive(url, download_root=str(root), filename=filename, md5=md5)
     except (OSError, RuntimeError, tarfile.TarError) as e:
-        raise DatasetError(
-            f"{kind}: downloading {url} into {root} failed ({type(e).__name__}: {e}); the network may be "
-            f"unavailable. {how}"
-        ) from None
+        why = (
+            f"the archive failed its md5 check (expected {md5}); delete {root / filename} and try again"
+            if isinstance(e, RuntimeError) else "the network may be unavailable"
+        )
+        raise DatasetError(f"{kind}: downloading {url} into {root} failed ({type(e).__name__}: {e}); {why}. {_sentence(how)}") from None
 
 
 def _sentence(text: str) -> str:
