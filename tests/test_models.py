@@ -203,3 +203,28 @@ def test_conv_baselines_at_paper_resolutions():
         x = G(torch.randn(2, G.latent_dim))
         assert tuple(x.shape) == (2, 3, side, side) and tuple(D(x).shape) == (2,)
         assert x.abs().max() <= 1  # the SNGAN baseline ends in tanh
+
+
+def test_initialisation_follows_the_facts():
+    torch.manual_seed(0)
+    cfg = load_config("cifar10-v2", ["model.d.embed_dim=64"])
+    D = build_discriminator(cfg)
+    fc1 = D.stage2[0].mlp.fc1
+    assert abs(fc1.weight.std().item() - 0.02) < 0.002  # trunc-normal std 0.02
+    assert fc1.bias.abs().sum() == 0 and D.stage2[0].attn.qkv.bias is None
+    assert torch.equal(D.norm.weight, torch.ones(64)) and D.norm.bias.abs().sum() == 0
+    fan_in, fan_out = 3 * 2 * 2, 48 * 2 * 2
+    bound = (6 / (fan_in + fan_out)) ** 0.5  # xavier-uniform on the patch conv
+    assert D.embed1.weight.abs().max() <= bound and D.embed1.weight.abs().max() > 0.9 * bound
+    G = build_generator(load_config("digits-tiny", []))
+    head_bound = (6 / (16 + 1)) ** 0.5
+    assert G.head.weight.abs().max() <= head_bound
+    assert abs(G.pos_embed[0].std().item() - 0.02) < 0.002
+
+
+def test_pixelnorm_divides_by_channel_rms():
+    from transgan_lab.trainers.models.blocks import PixelNorm
+
+    x = torch.tensor([[[3.0, 4.0], [0.0, 2.0]]])
+    y = PixelNorm()(x)
+    torch.testing.assert_close(y, torch.tensor([[[3.0, 4.0], [0.0, 2.0]]]) / torch.tensor([[[12.5**0.5], [2**0.5]]]))
