@@ -492,3 +492,14 @@ def test_stream_file_backed_prefetch_is_deterministic(stl_root):
         assert torch.equal(a, b)
     with DataStream(ds, global_batch=6, seed=0, hflip=True, rank=2, world_size=3) as r2:
         assert torch.equal(r2.next_batch(), ref[0][4:6])
+
+
+def test_stream_batch_larger_than_dataset_spans_epochs(stl_root):
+    root, x = stl_root
+    ds = build_dataset(cfg(dataset="stl10", root=str(root), resolution=96, channels=3))
+    s = DataStream(ds, global_batch=20, seed=3, prefetch=0)  # 8 images: one batch covers 2.5 epochs
+    batch = s.next_batch()
+    idx, _ = s.indices(0, 20)
+    assert sorted(idx[:8].tolist()) == list(range(8)) == sorted(idx[8:16].tolist())
+    torch.testing.assert_close(batch, torch.from_numpy(x[idx.numpy()]).float() / 127.5 - 1, rtol=0, atol=1e-6)
+    assert s.epoch == 2 and s.epoch_progress == 2.5
