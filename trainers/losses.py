@@ -107,4 +107,9 @@ def mtct_loss(
     lr = downsample_for_mtct(real, side=inner.bottom)
     # Calling G itself (not .super_resolve) keeps a DDP wrapper's gradient hooks in the path.
     out = G(None, locality_width=locality_width, lr_images=lr)
-    return F.mse_loss(out.float(), real.float())
+    return mtct_mse(out, real)
+
+
+def mtct_mse(sr_images: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+    """Unweighted MT-CT MSE for the one-pass form ``fake, sr = G(z, lr_images=downsample_for_mtct(real, side=bottom))``."""
+    return F.mse_loss(sr_images.float(), real.float())

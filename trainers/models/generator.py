@@ -129,30 +129,41 @@ class TransGANGenerator(nn.Module):
             return None
         return self.mod_l1(z).reshape(z.shape[0], self.modulation_tokens, self.embed_dim) + self.mod_pos
 
+    def _sr_tokens(self, lr_images: torch.Tensor) -> torch.Tensor:
+        if self.sr_embed is None:
+            raise ValueError("this generator has no super-resolution path: set model.mtct.enabled=true")
+        if lr_images.dim() != 4 or tuple(lr_images.shape[1:]) != (self.channels, self.bottom, self.bottom):
+            raise ValueError(
+                f"lr_images must be (N, {self.channels}, {self.bottom}, {self.bottom}), got {tuple(lr_images.shape)}"
+            )
+        return self.sr_embed(lr_images.flatten(2).transpose(1, 2))  # (B, bottom^2, C)
+
     def forward(
         self,
-        z: Optional[torch.Tensor],  # (B, latent_dim); None when lr_images is given
+        z: Optional[torch.Tensor],  # (B, latent_dim); None when only lr_images is given
         *,
         locality_width: Optional[int] = None,  # half-width of the locality mask; None = no mask
-        lr_images: Optional[torch.Tensor] = None,  # (B, channels, bottom, bottom): MT-CT input instead of z
-    ) -> torch.Tensor:
+        lr_images: Optional[torch.Tensor] = None,  # (B', channels, bottom, bottom): MT-CT input
+    ):
+        """z -> images; lr_images -> super-resolved images; both -> (images, sr_images) from ONE batched
+        pass (every parameter used once per forward, which DistributedDataParallel needs)."""
+        parts, latents = [], []
+        if z is not None:
+            if z.dim() != 2 or z.shape[1] != self.latent_dim:
+                raise ValueError(f"z must be (N, {self.latent_dim}), got {tuple(z.shape)}")
+            parts.append(self.l1(z).reshape(z.shape[0], self.bottom * self.bottom, self.embed_dim))  # (B, bottom^2, C)
+            latents.append(z)
         if lr_images is not None:
-            if self.sr_embed is None:
-                raise ValueError("this generator has no super-resolution path: set model.mtct.enabled=true")
-            B = lr_images.shape[0]
-            if tuple(lr_images.shape[1:]) != (self.channels, self.bottom, self.bottom):
-                raise ValueError(
-                    f"lr_images must be (N, {self.channels}, {self.bottom}, {self.bottom}), got {tuple(lr_images.shape)}"
-                )
-            x = self.sr_embed(lr_images.flatten(2).transpose(1, 2))  # (B, bottom^2, C)
-            if self.mod_l1 is not None:
-                z = torch.zeros(B, self.latent_dim, device=lr_images.device, dtype=lr_images.dtype)
-        else:
-            if z is None or z.dim() != 2 or z.shape[1] != self.latent_dim:
-                raise ValueError(f"z must be (N, {self.latent_dim}), got {None if z is None else tuple(z.shape)}")
-            B = z.shape[0]
-            x = self.l1(z).reshape(B, self.bottom * self.bottom, self.embed_dim)  # (B, bottom^2, C)
-        context = self._latent_tokens(z) if self.mod_l1 is not None else None
+            parts.append(self._sr_tokens(lr_images))
+            # self-modulation on the SR path attends to the tokens of z = 0
+            latents.append(lr_images.new_zeros(lr_images.shape[0], self.latent_dim))
+        if not parts:
+            raise ValueError("give z (N, latent_dim) and/or lr_images")
+        x = parts[0] if len(parts) == 1 else torch.cat(parts, dim=0)
+        B = x.shape[0]
+        context = None
+        if self.mod_l1 is not None:
+            context = self._latent_tokens(latents[0] if len(latents) == 1 else torch.cat(latents, dim=0))
         mask = None
         if locality_width is not None and self.locality_kind:
             mask = self._locality_mask(locality_width, x.device)
@@ -164,7 +175,10 @@ class TransGANGenerator(nn.Module):
                 x = blk(x, mask if self.masked[i][j] else None, context)
         side = self.sides[-1]
         x = x.transpose(1, 2).reshape(B, self.widths[-1], side, side)  # (B, C, H, W)
-        return self.head(x)
+        out = self.head(x)
+        if len(parts) == 2:
+            return out[: z.shape[0]], out[z.shape[0] :]
+        return out
 
     def super_resolve(self, lr_images: torch.Tensor, *, locality_width: Optional[int] = None) -> torch.Tensor:
         """MT-CT: (B, channels, bottom, bottom) low-resolution real images -> (B, channels, H, W)."""
