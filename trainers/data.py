@@ -434,7 +434,11 @@ class STL10(ImageDataset):
 
 
 def _load_image(path: Path, *, resolution: int, channels: int, kind: str, how: str) -> torch.Tensor:
-    """Open, centre crop to the largest square, resize with PIL bilinear (antialiased when shrinking)."""
+    """Open, centre crop to the largest square, resize with PIL bilinear (antialiased when shrinking).
+
+    channels=1 decodes to grey with PIL's ``convert("L")`` (BT.601 luma); 3 converts any mode
+    (grey, palette, RGBA: alpha dropped) to RGB.
+    """
     from PIL import Image, UnidentifiedImageError
 
     try:
