@@ -1,0 +1,65 @@
+"""A real 2-worker (gloo) Ray Train run of the real engine, tracked in a real MLflow server."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from transgan_lab.platform import tracking
+from transgan_lab.platform.config import load_config
+
+pytestmark = pytest.mark.slow
+
+# A digits model small enough for a few steps in seconds on 2 shared cores; 4 steps of 32 images,
+# a report every step, evaluation + checkpoint + grid every 2 steps.
+TINY = [
+    "model.g.embed_dim=64", "model.g.depths=[1,1,1]", "model.g.heads=2",
+    "model.d.embed_dim=32", "model.d.depth=1", "model.d.heads=2",
+    "optim.n_critic=1", "optim.batch_d=32", "optim.batch_g=32",
+    "train.kimg=0.128", "train.log_every=1", "train.checkpoint_every=2", "train.grid_every=2", "train.eval_every=2",
+    "train.keep_last=2", "eval.n_fake=64", "eval.batch=64",
+]
+
+
+def test_two_worker_gloo_run_is_tracked(ray_runtime, mlflow_server, tmp_path):
+    from transgan_lab.platform.ray_train import run_train_ray
+
+    cfg = load_config("digits-tiny", TINY + ["name=raytrain", "resources.workers=2", "resources.cpus_per_worker=1"])
+    out = tmp_path / "out"
+    result = run_train_ray(cfg, out_root=out, tracking_uri=mlflow_server.uri, tags={"study": "test"})
+
+    assert result["status"] == "finished", result
+    assert result["metrics"]["nimg"] == 4 * 32 and result["metrics"]["step"] == 4
+    assert result["metrics"]["evals"] == 2  # fresh evaluations at steps 2 and 4
+    # Both ranks ran the engine: rank 1 got its own folder, rank 0 wrote the run folder.
+    run_dir = out / "train" / result["name"]
+    assert (run_dir / "ranks" / "1").is_dir()
+    status = json.loads((run_dir / "status.json").read_text())
+    assert status["status"] == "finished" and status["nimg"] == 128
+    # Ray kept the engine's checkpoints under their own names; the best one is a complete checkpoint.
+    ray_dir = out / "ray" / result["name"]
+    kept = sorted(p.name for p in ray_dir.glob("ckpt-*"))
+    assert kept == ["ckpt-00000002", "ckpt-00000004"]
+    best = Path(result["checkpoint_uri"])
+    assert best.parent == ray_dir and (best / "manifest.json").exists()
+
+    client = tracking._client(mlflow_server.uri)
+    run = client.get_run(result["run_id"])
+    assert run.info.status == "FINISHED"
+    assert run.data.params["resources.workers"] == "2" and run.data.params["model.g.embed_dim"] == "64"
+    tags = run.data.tags
+    assert tags["transgan.kind"] == "train" and tags["transgan.study"] == "test"
+    assert tags["transgan.checkpoint_uri"] == result["checkpoint_uri"]
+    assert tags["transgan.config_hash"] and tags["transgan.git_commit"]
+    assert json.loads(tags["transgan.protocol.digits_fid"])  # the protocol of the primary metric
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "loss_d")] == [32, 64, 96, 128]
+    fid = client.get_metric_history(run.info.run_id, "digits_fid")
+    assert [m.step for m in fid] == [64, 128]  # only where an evaluation ran
+    assert fid[-1].value == pytest.approx(result["metrics"]["digits_fid"])
+    g_params = client.get_metric_history(run.info.run_id, "g_params")
+    assert len(g_params) == 1 and g_params[0].step == 0 and g_params[0].value > 1000
+    images = [a.path for a in client.list_artifacts(run.info.run_id, "images")]
+    assert any("samples" in p and p.endswith(".png") for p in images)
+    assert {a.path for a in client.list_artifacts(run.info.run_id)} >= {"config.yaml", "protocols", "images"}
