@@ -111,7 +111,7 @@ def test_report_renders_in_chromium(chromium, sweep, shots, tmp_path):
 # --------------------------------------------------------------------------- MLflow UI
 
 
-async def _drive_ui(port: int, sweep: dict, shot: Path) -> tuple[str, str]:
+async def _drive_ui(port: int, sweep: dict, shot: Path) -> tuple[dict, dict]:
     """Open the experiment page, expand the sweep parent, then the compare view of the trials."""
     import aiohttp
 
@@ -157,17 +157,27 @@ async def _drive_ui(port: int, sweep: dict, shot: Path) -> tuple[str, str]:
             child_ids = [v for k, v in sweep["ids"].items() if k != SWEEP_ID]
             await wait_for(" && ".join(f"!!document.querySelector('[row-id=\"{i}\"]')" for i in child_ids), "the nested trial rows")
             await asyncio.sleep(1.0)
-            experiment_html = await evaluate("document.documentElement.outerHTML")
+            # where each run's name link is drawn: nested runs are indented under their parent
+            layout = await evaluate(
+                "(() => { const out = {}; for (const row of document.querySelectorAll('[row-id]')) {"
+                " const a = row.querySelector('[col-id*=\"Run Name\"] a'); if (!a) continue;"
+                " const r = a.getBoundingClientRect();"
+                " out[row.getAttribute('row-id')] = {name: a.innerText.trim(), left: r.left, top: r.top}; }"
+                " return out; })()")
             shot.write_bytes(base64.b64decode((await call("Page.captureScreenshot", format="png"))["data"]))
 
             runs = json.dumps(child_ids)
             await call("Page.navigate", url=f"{sweep['uri']}/#/compare-runs?runs={runs}&experiments={json.dumps([sweep['exp_id']])}")
             await wait_for("document.body.innerText.includes('optim.lr_g')", "the compare view's params")
             await asyncio.sleep(1.0)
-            compare_html = await evaluate("document.documentElement.outerHTML")
+            # the compare view's tables: first cell (a label or a param key) -> the cells per run
+            compare = await evaluate(
+                "(() => { const out = {}; for (const tr of document.querySelectorAll('tr')) {"
+                " const cells = [...tr.querySelectorAll('th,td')].map(c => c.innerText.trim());"
+                " if (cells.length > 1) out[cells[0]] = cells.slice(1); } return out; })()")
             shot.with_name("mlflow-compare.png").write_bytes(
                 base64.b64decode((await call("Page.captureScreenshot", format="png", captureBeyondViewport=False))["data"]))
-            return experiment_html, compare_html
+            return layout, compare
 
 
 def test_mlflow_ui_nests_trials_under_the_sweep_with_params(chromium, sweep, shots, tmp_path):
@@ -183,22 +193,23 @@ def test_mlflow_ui_nests_trials_under_the_sweep_with_params(chromium, sweep, sho
             assert proc.poll() is None, f"chromium exited with {proc.returncode}"
             time.sleep(0.2)
         port = int(port_file.read_text().split()[0])
-        experiment_html, compare_html = asyncio.run(_drive_ui(port, sweep, shots / "mlflow-runs.png"))
+        layout, compare = asyncio.run(_drive_ui(port, sweep, shots / "mlflow-runs.png"))
     finally:
         stop_process(proc)
         log.close()
 
-    # every trial is a tree-level-1 row (nested), the parent a level-0 row
-    levels = {rid: int(level) for _cls, level, rid in re.findall(r'class="([^"]*ag-row-level-(\d)[^"]*)"[^>]*row-id="([0-9a-f]{32})"', experiment_html)}
-    assert levels[sweep["parent"]] == 0
+    # the parent row first, every trial below it and indented further (nested under the sweep)
+    parent = layout[sweep["parent"]]
+    assert parent["name"] == SWEEP_ID
     for name, rid in sweep["ids"].items():
         if name != SWEEP_ID:
-            assert levels.get(rid) == 1, f"trial {name} is not nested under the sweep (level {levels.get(rid)})"
-            assert f">{name}<" in experiment_html
+            child = layout[rid]
+            assert child["name"] == name
+            assert child["top"] > parent["top"] and child["left"] > parent["left"] + 10, (name, child, parent)
     # the compare view lists the trials with their params (dotted keys, the searched values)
-    for trial, lr, emb, *_ in R.SWEEP_TRIALS:
-        assert f"{SWEEP_ID}-{trial}" in compare_html
-    text = re.sub(r"<[^>]+>", " ", compare_html)
-    assert "optim.lr_g" in text and "model.g.embed_dim" in text
-    lr_row = text[text.index("optim.lr_g"):text.index("optim.lr_g") + 400].split()
-    assert {"0.0002", "0.0001", "0.0004"} <= set(lr_row)
+    names = compare["Run Name:"]
+    assert sorted(names) == sorted(f"{SWEEP_ID}-{t[0]}" for t in R.SWEEP_TRIALS)
+    expected = {f"{SWEEP_ID}-{trial}": (lr, emb) for trial, lr, emb, *_ in R.SWEEP_TRIALS}
+    for i, name in enumerate(names):
+        lr, emb = expected[name]
+        assert float(compare["optim.lr_g"][i]) == lr and int(compare["model.g.embed_dim"][i]) == emb
