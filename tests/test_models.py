@@ -228,3 +228,13 @@ def test_pixelnorm_divides_by_channel_rms():
     x = torch.tensor([[[3.0, 4.0], [0.0, 2.0]]])
     y = PixelNorm()(x)
     torch.testing.assert_close(y, torch.tensor([[[3.0, 4.0], [0.0, 2.0]]]) / torch.tensor([[[12.5**0.5], [2**0.5]]]))
+
+
+def test_bad_model_settings_fail_early_with_the_field_named():
+    cfg = load_config("celeba64-xl", ["model.g.window_size=12"])
+    with torch.device("meta"), pytest.raises(ValueError, match=r"model.g.window_size=12 does not divide the 64x64"):
+        build_generator(cfg)
+    cfg = load_config("digits-tiny", ["model.d.norm=pn", "model.d.act=leakyrelu", "model.g.act=leakyrelu"])
+    with torch.device("meta"):
+        D, G = build_discriminator(cfg), build_generator(cfg)
+        assert tuple(D(G(torch.zeros(2, G.latent_dim))).shape) == (2,)
