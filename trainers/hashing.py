@@ -33,10 +33,31 @@ NON_DYNAMIC = (
 
 
 def as_dict(cfg: Any) -> dict:
-    """A plain JSON-able dict from a pydantic config or a dict."""
+    """A plain JSON-able dict from a pydantic config, a SimpleNamespace tree or a dict."""
     if hasattr(cfg, "model_dump"):
         return cfg.model_dump(mode="json")
-    return json.loads(json.dumps(cfg, default=list))
+
+    def plain(x: Any) -> Any:
+        if hasattr(x, "__dict__") and not isinstance(x, type):
+            return {k: plain(v) for k, v in vars(x).items()}
+        if isinstance(x, dict):
+            return {k: plain(v) for k, v in x.items()}
+        if isinstance(x, (list, tuple)):
+            return [plain(v) for v in x]
+        return x
+
+    return json.loads(json.dumps(plain(cfg)))
+
+
+def as_namespace(d: Any) -> Any:
+    """Nested dict -> SimpleNamespace tree (a config without pydantic, e.g. on a bare GPU box)."""
+    from types import SimpleNamespace
+
+    if isinstance(d, dict):
+        return SimpleNamespace(**{k: as_namespace(v) for k, v in d.items()})
+    if isinstance(d, list):
+        return [as_namespace(v) for v in d]
+    return d
 
 
 def flatten(d: dict, prefix: str = "") -> dict[str, Any]:

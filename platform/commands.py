@@ -1,0 +1,185 @@
+"""Single-process commands: summary, train, eval, sample.
+
+Each resolves and checks all of its input first (config, paths, metric names) and only then
+creates folders or starts work, so a refused command leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+from transgan_lab.platform import config as C
+from transgan_lab.platform.cli import UserError
+
+
+def _load(args: argparse.Namespace, extra: list[str] | None = None) -> C.ExperimentConfig:
+    return C.load_config(args.preset, list(args.overrides) + list(extra or []))
+
+
+def run_dir_for(cfg: C.ExperimentConfig, out_root: str | Path) -> Path:
+    """Deterministic run folder: <out>/<name>-<config hash[:8]>."""
+    return Path(out_root) / f"{cfg.name}-{C.config_hash(cfg)[:8]}"
+
+
+# ------------------------------------------------------------------------------ summary
+
+
+def cmd_summary(args: argparse.Namespace) -> int:
+    from transgan_lab.trainers.flops import model_summary
+
+    cfg = _load(args)
+    s = model_summary(cfg)
+    if args.json:
+        print(json.dumps({"preset": cfg.preset, **s}, indent=2))
+        return 0
+    print(f"{cfg.preset or cfg.name}: G {s['g_params'] / 1e6:.2f} M params, {s['g_flops'] / 1e9:.3f} GFLOPs/img; "
+          f"D {s['d_params'] / 1e6:.2f} M params, {s['d_flops'] / 1e9:.3f} GFLOPs/img")
+    return 0
+
+
+# -------------------------------------------------------------------------------- train
+
+
+def _resources_line(cfg: C.ExperimentConfig, ray: bool) -> str:
+    r = cfg.resources
+    if not ray:
+        return "resources: this process only (1 worker; use --ray for resources.workers workers)"
+    return (f"resources: {r.workers} Ray Train worker(s) x ({r.cpus_per_worker:g} CPU, {r.gpus_per_worker:g} GPU); "
+            f"per-worker batch D {cfg.optim.batch_d // r.workers} / G {cfg.optim.batch_g // r.workers}, "
+            f"accum {cfg.optim.accum}")
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from transgan_lab.trainers.train import total_steps
+
+    extra = [f"train.kimg={args.kimg}"] if args.kimg is not None else []
+    cfg = _load(args, extra)
+    run_dir = run_dir_for(cfg, args.out)
+    resume = None
+    if args.resume:
+        from transgan_lab.trainers import checkpoint as ckpt
+
+        resume = Path(args.resume)
+        found, _ = ckpt.latest_valid(resume)  # refuse a bad path before anything starts
+        root = ckpt.resolve_checkpoint_root(found)
+        run_dir = root.parent if root.name == "checkpoints" else run_dir
+    elif run_dir.exists() and any((run_dir / "checkpoints").glob("ckpt-*")):
+        raise UserError(
+            f"{run_dir} already holds checkpoints of this config; continue it with --resume {run_dir}, "
+            "or choose another --out"
+        )
+    if args.dry_run:
+        print(C.to_yaml(cfg), end="")
+        print(f"# run dir: {run_dir}\n# {total_steps(cfg)} steps to {cfg.train.kimg:g} kimg\n# {_resources_line(cfg, args.ray)}")
+        return 0
+    # Fail before any work when the data or the tracking store cannot be reached.
+    from transgan_lab.trainers.data import build_dataset
+
+    build_dataset(cfg.data)
+    if args.ray:
+        from transgan_lab.platform.ray_train import run_train_ray
+
+        result = run_train_ray(cfg, out_root=args.out, tracking=not args.no_tracking)
+        return 0 if result.get("status") == "finished" else 1
+    return _train_local(cfg, run_dir, resume=resume, allow_config_change=args.allow_config_change,
+                        tracking=not args.no_tracking, out_root=args.out)
+
+
+def _train_local(cfg, run_dir: Path, *, resume, allow_config_change: bool, tracking: bool, out_root) -> int:
+    from transgan_lab.trainers.train import train
+
+    created = not run_dir.exists()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    reporter, finish = _local_reporter(cfg, run_dir, tracking=tracking, out_root=out_root, resume=resume)
+    try:
+        result = train(cfg, reporter, out_dir=run_dir, resume=resume, allow_config_change=allow_config_change)
+    except BaseException:
+        finish("FAILED")
+        if created and not any(run_dir.rglob("ckpt-*")):
+            shutil.rmtree(run_dir, ignore_errors=True)  # nothing recorded yet: leave nothing behind
+        raise
+    finish("FINISHED" if result["status"] == "finished" else "FAILED")
+    _print_result(result, run_dir)
+    if result["status"] != "finished":
+        print(f"error: {result.get('message', result['status'])}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _local_reporter(cfg, run_dir: Path, *, tracking: bool, out_root, resume):
+    """(reporter, finish(status)) for a single-process run; MLflow when tracking is on."""
+    if tracking:
+        try:
+            from transgan_lab.platform import tracking as T
+        except ImportError:  # pragma: no cover - tracking module not installed
+            T = None
+        if T is not None and hasattr(T, "local_run_reporter"):
+            return T.local_run_reporter(cfg, run_dir=run_dir, out_root=out_root, resume=resume)
+    from transgan_lab.trainers.train import NullReporter
+
+    return NullReporter(), lambda status: None
+
+
+def _print_result(result: dict, run_dir: Path) -> None:
+    metrics = ", ".join(f"{k} {v:.3f}" for k, v in (result.get("metrics") or {}).items())
+    print(f"{result['status']}: {result['kimg']:.1f} kimg in {result['step']} steps"
+          + (f"; {metrics}" if metrics else "") + f"\nrun dir: {run_dir}")
+
+
+# ---------------------------------------------------------------------------- eval / sample
+
+
+def load_generator(path: str | Path, *, device: str = "cpu") -> tuple[C.ExperimentConfig, Any, dict]:
+    """(config, EMA generator, manifest) of the newest valid checkpoint at ``path``."""
+    from transgan_lab.trainers import checkpoint as ckpt
+    from transgan_lab.trainers.models import build_generator
+
+    found, manifest = ckpt.latest_valid(path)
+    cfg = C.from_dict(manifest["config"])
+    _, state = ckpt.load_checkpoint(found, names=["G_ema"])
+    G = build_generator(cfg)
+    G.load_state_dict(state["G_ema"])
+    return cfg, G.to(device).eval().requires_grad_(False), manifest
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from transgan_lab.trainers.metrics import evaluate
+
+    metrics = [m.strip() for m in args.metrics.split(",")] if args.metrics else None
+    cfg, G, manifest = load_generator(args.checkpoint)
+    overrides = {}
+    if metrics:
+        overrides["metrics"] = metrics
+        overrides["primary"] = metrics[0]
+    if args.inception_weights:
+        overrides["inception_weights"] = args.inception_weights
+    if overrides:
+        cfg = C.from_dict({**cfg.model_dump(mode="json"), "eval": {**cfg.eval.model_dump(mode="json"), **overrides}})
+    results = evaluate(G, cfg, metrics=metrics, n_fake=args.n, batch=args.batch)
+    if args.json:
+        print(json.dumps({"checkpoint": str(args.checkpoint), "step": manifest["step"], "kimg": manifest.get("kimg"),
+                          "metrics": results}, indent=2, sort_keys=True))
+    else:
+        for name, r in results.items():
+            p = r["protocol"]
+            print(f"{name:>11} {r['value']:.4f}   (n_fake {p.get('n_fake')}, n_real {p.get('n_real')}, "
+                  f"extractor {p.get('extractor')})")
+    return 0
+
+
+def cmd_sample(args: argparse.Namespace) -> int:
+    from transgan_lab.trainers.metrics.sampling import write_samples
+
+    if args.n < 1:
+        raise UserError(f"--n {args.n}: ask for at least one image")
+    if args.interpolate < 0:
+        raise UserError(f"--interpolate {args.interpolate}: give a number of steps >= 2, or 0 for none")
+    _, G, _ = load_generator(args.checkpoint)
+    paths = write_samples(G, n=args.n, seed=args.seed, out_dir=args.out, grid=args.grid, interpolate_k=args.interpolate)
+    print(f"wrote {len(paths)} PNG file(s) to {args.out}")
+    return 0
