@@ -14,7 +14,8 @@ OPS = ("translation", "cutout", "color", "erase", "stl_erase")
 
 
 def _rand(n: int, x: torch.Tensor) -> torch.Tensor:
-    return torch.rand(n, device=x.device, dtype=x.dtype)
+    # drawn in float32 whatever x's dtype, so the draws (and the RNG stream) do not depend on precision
+    return torch.rand(n, device=x.device).to(x.dtype)
 
 
 def translation(x: torch.Tensor, *, ratio: float) -> torch.Tensor:
