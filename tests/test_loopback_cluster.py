@@ -141,6 +141,10 @@ def run_loopback_cycle(*, script: Path, script_args: list[str], root: Path) -> d
             seen["submit_out"] = sub.stdout + sub.stderr
             assert sub.returncode == 0, f"ray submit failed; see {log}:\n{sub.stdout[-4000:]}\n{sub.stderr[-2000:]}"
             seen["submitted_copy"] = (ssh.home / script.name).exists()
+            # The sweep joined the cluster: a runtime of its own would have made a second session.
+            seen["ray_sessions"] = sorted(p.name for p in (remote_tmp / "ray").glob("session_2*"))
+            logs = (remote_tmp / "ray" / "session_latest" / "logs")
+            seen["driver_logs"] = sorted(p.name for p in logs.glob("python-core-driver-*"))
             seen["sweep"] = assert_one_finished_sweep(seen["tracking_uri"])
         finally:
             down = _ray_cli(["down", "-y", str(cfg_path)], env=env, log=log, timeout_s=300)
@@ -170,7 +174,9 @@ def loopback_root():
 
 def test_ray_up_submit_down_on_loopback_cluster(loopback_root):
     assert SWEEP_SCRIPT.exists(), f"{SWEEP_SCRIPT} is missing (written by the orchestration issue)"
-    seen = run_loopback_cycle(script=SWEEP_SCRIPT, script_args=["--smoke"], root=loopback_root)
+    # --address auto: join the cluster the script runs on (`--smoke` alone starts a runtime of its
+    # own, so that a smoke run on a shared machine never joins somebody else's cluster).
+    seen = run_loopback_cycle(script=SWEEP_SCRIPT, script_args=["--smoke", "--address", "auto"], root=loopback_root)
     print(f"ray CLI log: {(loopback_root / 'ray-cli.log')}")
     print(seen.get("submit_out", "")[-2000:])
 
@@ -181,6 +187,9 @@ def test_ray_up_submit_down_on_loopback_cluster(loopback_root):
     assert f"MLFLOW_TRACKING_URI={seen['tracking_uri']}" in seen["bashrc"]
     # `ray submit` copied the one script to the head's home and ran it there.
     assert seen["submitted_copy"]
+    # The sweep ran on the cluster's one Ray session: its driver connected there.
+    assert len(seen["ray_sessions"]) == 1, seen["ray_sessions"]
+    assert seen["driver_logs"], "no driver connected to the loopback cluster"
     # The sweep is in MLflow, read both through the server and from the store file after `ray down`.
     assert seen["sweep"] == seen["sweep_after_down"]
     assert "RUNNING" not in seen["sweep"]["statuses"], seen["sweep"]
