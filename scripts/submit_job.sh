@@ -6,7 +6,7 @@
 #
 #   # a cluster from cluster.yaml: forward its dashboard first (keep it running)
 #   ray dashboard cluster.yaml &
-#   scripts/submit_job.sh -- --preset cifar10-v2
+#   scripts/submit_job.sh -- --samples 32
 #   # a head on this machine
 #   ray start --head --dashboard-host=127.0.0.1
 #   scripts/submit_job.sh -- --smoke

@@ -386,4 +386,5 @@ def assert_one_finished_sweep(tracking_uri: str, *, exclude_run_ids: set[str] = 
         "parent": parent.info.run_name,
         "trials": sorted(c.info.run_name for c in mine),
         "statuses": sorted(c.info.status for c in mine),
+        "storage_path": parent.data.tags.get("transgan.storage_path"),
     }

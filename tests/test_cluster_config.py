@@ -317,3 +317,17 @@ def test_mlflow_starter_binds_private_address_and_stops_by_pid(scratch):
         subprocess.run(["bash", str(script), "stop", "--root", str(root)], env=env, timeout=60)
     assert wait_gone(str(root), 15) == {}
     assert not (root / "mlflow.pid").exists()
+
+
+def test_sweep_script_runs_when_copied_alone(tmp_path):
+    """`ray submit` copies only experiments/sweep_cifar.py to the head's home; it must still find
+    the rest of experiments/ (through the installed project) and parse its arguments."""
+    import os
+    import shutil
+
+    copy_ = tmp_path / "sweep_cifar.py"
+    shutil.copy(REPO / "experiments" / "sweep_cifar.py", copy_)
+    r = subprocess.run([str(VENV_BIN / "python"), str(copy_), "--help"], capture_output=True, text=True,
+                       cwd=tmp_path, timeout=120, env={**os.environ, "PYTHONPATH": ""})
+    assert r.returncode == 0, r.stderr
+    assert "--smoke" in r.stdout and "--address" in r.stdout

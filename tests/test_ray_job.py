@@ -75,10 +75,12 @@ def test_ray_job_submit_runs_the_smoke_sweep(local_head, mlflow_server):
     address, temp, head = local_head
     before = all_run_ids(mlflow_server.uri)
     job_id = f"tgl-job-{uuid.uuid4().hex[:8]}"
+    shared_storage = temp / "shared-storage"  # stands in for s3://bucket/... of a cloud cluster
     r = subprocess.run(
         ["bash", str(SUBMIT), "--address", address, "--submission-id", job_id, "--", "--smoke"],
         capture_output=True, text=True, timeout=900, cwd=temp,  # the script finds the checkout itself
-        env=_env(MLFLOW_TRACKING_URI=mlflow_server.uri, RAY_AUTH_MODE="disabled"),
+        env=_env(MLFLOW_TRACKING_URI=mlflow_server.uri, TRANSGAN_LAB_STORAGE_PATH=str(shared_storage),
+                 RAY_AUTH_MODE="disabled"),
     )
     print(r.stdout[-3000:], r.stderr[-2000:])
     assert r.returncode == 0, f"ray job submit failed:\n{r.stdout[-4000:]}\n{r.stderr[-2000:]}"
@@ -91,8 +93,12 @@ def test_ray_job_submit_runs_the_smoke_sweep(local_head, mlflow_server):
     # URI as an env var of the runtime env.
     assert info.runtime_env["working_dir"].startswith("gcs://_ray_pkg_")
     assert info.runtime_env["env_vars"]["MLFLOW_TRACKING_URI"] == mlflow_server.uri
+    assert info.runtime_env["env_vars"]["TRANSGAN_LAB_STORAGE_PATH"] == str(shared_storage)
     assert head.poll() is None, "the head died during the job"
 
     summary = assert_one_finished_sweep(mlflow_server.uri, exclude_run_ids=before)
     print("MLflow:", summary)
     assert "RUNNING" not in summary["statuses"], summary
+    # Ray storage went where the cluster's TRANSGAN_LAB_STORAGE_PATH pointed (tuner state there).
+    assert summary["storage_path"].startswith(str(shared_storage) + "/"), summary
+    assert list(Path(summary["storage_path"]).glob("tuner.pkl")), sorted(Path(summary["storage_path"]).iterdir())
