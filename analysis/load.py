@@ -24,6 +24,7 @@ import math
 import os
 import urllib.error
 import urllib.request
+import warnings
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -351,7 +352,9 @@ def export_parquet(df: pd.DataFrame, path: str | os.PathLike) -> Path:
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    table = pa.Table.from_pandas(df, preserve_index=False)
+    with warnings.catch_warnings():  # pyarrow 25 reads tz-aware columns via Series.values (pandas 3.1 deprecation)
+        warnings.filterwarnings("ignore", message="Series.values returning an ndarray that drops timezone")
+        table = pa.Table.from_pandas(df, preserve_index=False)
     meta = dict(table.schema.metadata or {})
     meta[b"transgan.kind"] = _PARQUET_KIND
     pq.write_table(table.replace_schema_metadata(meta), path)

@@ -24,6 +24,7 @@ body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margin:24px auto;
 h1{font-size:1.5em;margin-bottom:4px} h2{font-size:1.15em;margin-top:28px;border-bottom:1px solid #ddd;padding-bottom:4px}
 .meta{color:#555;font-size:.9em} figure{margin:12px 0} figcaption{color:#555;font-size:.85em}
 img.fig{max-width:100%;border:1px solid #eee}
+.grid{display:grid;grid-template-columns:repeat(auto-fit,minmax(460px,1fr));gap:8px}
 table.tgl-table{border-collapse:collapse;font-size:.85em;margin:8px 0}
 table.tgl-table caption{text-align:left;font-weight:600;padding:4px 0}
 table.tgl-table th,table.tgl-table td{padding:3px 8px;border-bottom:1px solid #e5e5e5}
@@ -91,10 +92,12 @@ def build_report_html(
 
     if curves is not None and not curves.empty:
         parts.append("<h2>Training curves (step = images shown to D)</h2>")
+        parts.append('<div class="grid">')
         for m in [primary] + [m for m in ("digits_is", "is", "loss_d", "loss_g") if m != primary]:
             if (curves["metric"] == m).any():
                 fig = figures.curves_figure(curves, metric=m, labels=labels, highlight=top_ids[:3], metric_label=label_of(m))
                 parts.append(_figure(fig, f"{m} vs kimg", f"{label_of(m)} of every trial against kimg; the top 3 trials are drawn thicker."))
+        parts.append("</div>")
 
     importances = {}
     for o in objectives:

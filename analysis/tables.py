@@ -22,6 +22,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
+import numpy as np
 import pandas as pd
 
 from transgan_lab.analysis import baselines
@@ -117,7 +118,7 @@ def _mark_best(table: Table) -> None:
 def _param_text(v: Any) -> str:
     if not _present(v):
         return "—"
-    if isinstance(v, bool):
+    if isinstance(v, (bool, np.bool_)):
         return "yes" if v else "no"
     if isinstance(v, float):
         return f"{v:.4g}"
@@ -251,7 +252,9 @@ def study_tables(
         sections = [Section("Our runs", ours, ranked=True)]
         notes = [_value_note(pick), BEST_NOTE] + _protocol_notes(protocols_used)
 
-        pub = baselines.published_for(study=study, dataset=str(dataset)) if published else pd.DataFrame()
+        resolutions = finished["param.data.resolution"].dropna().unique() if "param.data.resolution" in finished else []
+        same_res = int(resolutions[0]) if len(resolutions) == 1 else None  # published rows at our resolution only
+        pub = baselines.published_for(study=study, dataset=str(dataset), resolution=same_res) if published else pd.DataFrame()
         shown = [m for m in ("is", "fid") if m in metrics]
         if len(pub) and shown:
             pub_rows = []
