@@ -327,3 +327,45 @@ def test_cli_report_is_self_contained(store, tmp_path):
     assert n_img == html.count('src="data:image/png;base64,') >= 5  # curves x4, importances, Pareto, samples
     assert not re.search(r"""(src|href)=["']?(https?:|//)|url\((https?:|//)|<link""", html)  # nothing fetched from outside
     assert "fANOVA importances (Optuna)" in html and "optim.lr_g" in html and "Pareto front" in html
+
+
+# --------------------------------------------------------------------------------- figures
+
+
+def test_curves_per_group_and_per_run(runs, store):
+    from transgan_lab.analysis import figures, load
+
+    t1 = runs[(runs["study"] == "table1") & (runs["status"] == "FINISHED")]
+    curves = load.load_curves(run_ids=list(t1["run_id"]), metrics=["digits_fid"], tracking_uri=store)
+    assert sorted(curves["kimg"].unique()) == [2.56, 5.12, 7.68] and len(curves) == 3 * len(t1)
+    fig = figures.curves_figure(curves, metric="digits_fid", labels={}, groups=dict(zip(t1["run_id"], t1["variant"])))
+    ax = fig.axes[0]
+    lines = {ln.get_label(): ln for ln in ax.get_lines()}
+    assert set(lines) == {"Conv G + Conv D (n=3)", "Transformer G + Conv D (n=2)", "Transformer G + Transformer D (n=3)"}
+    want = [sum(s[1][i] for s in R.TABLE1[0][3]) / 3 for i in range(3)]  # mean over seeds at each kimg
+    assert list(lines["Transformer G + Transformer D (n=3)"].get_ydata()) == pytest.approx(want)
+    assert ax.get_xlabel().startswith("kimg")
+    png = figures.png_bytes(figures.curves_figure(curves, metric="digits_fid", labels=dict(zip(t1["run_id"], t1["run_name"]))))
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    with pytest.raises(Exception, match="no history of metric 'fid'"):
+        figures.curves_figure(curves, metric="fid", labels={})
+
+
+def test_importances_and_pareto_front(sweep_runs):
+    from transgan_lab.analysis import figures, tables
+
+    parent, trials = tables.sweep_frames(sweep_runs, SWEEP_ID)
+    searched = tables.searched_params(trials, parent)
+    assert searched == ["model.g.embed_dim", "optim.lr_g"]
+    fin = trials[trials["status"] == "FINISHED"]
+    imp = figures.param_importances(fin, params=searched, objective_column="final.g_params", direction="min")
+    assert set(imp) == set(searched) and sum(imp.values()) == pytest.approx(1.0)
+    assert imp["model.g.embed_dim"] > imp["optim.lr_g"]  # g_params is a function of embed_dim alone
+    assert imp == figures.param_importances(fin, params=searched, objective_column="final.g_params", direction="min")
+    assert figures.param_importances(fin.head(1), params=searched, objective_column="final.g_params", direction="min") == {}
+    pts = pd.DataFrame({"fid": [15.5, 16.0, 18.0, 21.0, 26.0], "params": [4.1, 4.1, 1.0, 1.0, 2.25]})
+    assert list(tables.pareto_mask(pts, ["min", "min"])) == [True, False, True, False, False]
+    assert list(tables.pareto_mask(pts, ["max", "max"])) == [False, True, False, False, True]
+    # a sweep that lists its searched params in a transgan.searched tag wins over the differing params
+    tagged = parent.assign(**{"tag.searched": '["optim.lr_g"]'})
+    assert tables.searched_params(trials, tagged) == ["optim.lr_g"]
