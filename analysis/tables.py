@@ -324,7 +324,12 @@ def searched_params(trials: pd.DataFrame, parent: pd.DataFrame | None = None) ->
 
 
 def sweep_objectives(trials: pd.DataFrame, parent: pd.DataFrame | None = None) -> list[str]:
-    """[eval.primary] + sweep.objectives, from the parent's params (else the trials')."""
+    """The sweep's objectives, primary first: the parent's `transgan.objectives` tag (comma list), else
+    [eval.primary] + sweep.objectives from the parent's params (else the trials')."""
+    if parent is not None and "tag.objectives" in parent.columns:
+        listed = [o for v in parent["tag.objectives"].dropna() for o in _json_list(v)]
+        if listed:
+            return list(dict.fromkeys(listed))
     for frame in (parent, trials):
         if frame is None or frame.empty or "param.eval.primary" not in frame:
             continue

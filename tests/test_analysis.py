@@ -369,3 +369,12 @@ def test_importances_and_pareto_front(sweep_runs):
     # a sweep that lists its searched params in a transgan.searched tag wins over the differing params
     tagged = parent.assign(**{"tag.searched": '["optim.lr_g"]'})
     assert tables.searched_params(trials, tagged) == ["optim.lr_g"]
+
+
+def test_sweep_objectives_from_the_parent_tag(sweep_runs):
+    from transgan_lab.analysis import tables
+
+    parent, trials = tables.sweep_frames(sweep_runs, SWEEP_ID)
+    assert tables.sweep_objectives(trials, parent) == ["digits_fid", "g_params"]  # eval.primary + sweep.objectives params
+    tagged = parent.assign(**{"tag.objectives": "digits_is,img_per_s"})  # what platform/tune.py writes on the parent
+    assert tables.sweep_objectives(trials, tagged) == ["digits_is", "img_per_s"]
