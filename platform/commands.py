@@ -94,8 +94,10 @@ def _train_local(cfg, run_dir: Path, *, resume, allow_config_change: bool, track
     from transgan_lab.trainers.train import train
 
     created = not run_dir.exists()
-    run_dir.mkdir(parents=True, exist_ok=True)
+    # The tracking store is checked (and the MLflow run made) before the run folder exists, so an
+    # unreachable or unusable store leaves no empty run folder behind.
     reporter, finish = _local_reporter(cfg, run_dir, tracking=tracking, out_root=out_root, resume=resume)
+    run_dir.mkdir(parents=True, exist_ok=True)
     try:
         result = train(cfg, reporter, out_dir=run_dir, resume=resume, allow_config_change=allow_config_change)
     except BaseException:
