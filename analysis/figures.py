@@ -21,7 +21,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from transgan_lab.analysis.load import AnalysisError, metric_direction  # noqa: E402
+from transgan_lab.analysis.load import AnalysisError  # noqa: E402
 
 DPI = 100
 
@@ -212,4 +212,4 @@ def sample_grid_figure(samples: Sequence[tuple[str, object]], *, cols: int = 3) 
 
 
 __all__ = ["curves_figure", "param_importances", "importance_figure", "pareto_figure", "newest_sample_image",
-           "sample_grid_figure", "png_bytes", "metric_direction"]
+           "sample_grid_figure", "png_bytes"]

@@ -17,7 +17,7 @@ import pandas as pd
 
 from transgan_lab.analysis import figures, load, tables
 from transgan_lab.analysis.aggregate import PICK_LABELS, value_column
-from transgan_lab.analysis.load import AnalysisError, metric_direction
+from transgan_lab.analysis.load import metric_direction
 
 _CSS = """
 body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margin:24px auto;max-width:1100px;color:#222;background:#fff}

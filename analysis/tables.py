@@ -384,11 +384,11 @@ def sweep_table(
     objectives = sweep_objectives(trials, parent)
     primary = objectives[0]
     metrics = eval_metrics_in(trials, pick=pick)
-    if primary not in metrics and not any(c in trials for c in (f"final.{primary}",)):
-        raise AnalysisError(f"no trial of sweep {sweep_id!r} has a {primary!r} score yet; nothing to rank")
-    finished = trials[trials["status"] == "FINISHED"]
     col = value_column(primary, pick) if primary in metrics else f"final.{primary}"
-    scored = finished[finished[col].notna()] if col in finished else finished.iloc[0:0]
+    if col not in trials.columns:
+        raise AnalysisError(f"no trial of sweep {sweep_id!r} has a {primary!r} value yet; nothing to rank")
+    finished = trials[trials["status"] == "FINISHED"]
+    scored = finished[finished[col].notna()]
     protocols_used = check_protocols(scored, metrics=metrics, pick=pick, what=f"the trials of sweep {sweep_id!r}")
     asc = metric_direction(primary) == "min"
     ranked = scored.sort_values([col, "run_name"], ascending=[asc, True], kind="stable").reset_index(drop=True)

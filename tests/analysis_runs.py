@@ -71,7 +71,7 @@ class Logger:
         duration_s: int = 600,
         artifacts: bool = True,  # config.yaml and protocols/<metric>.json (the study tables do not read them)
     ) -> str:
-        from mlflow.entities import Metric, Param, RunTag
+        from mlflow.entities import Metric, Param
 
         all_tags = {f"transgan.{k}": str(v) for k, v in tags.items()}
         for m, p in (protocols or {}).items():

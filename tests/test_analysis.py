@@ -378,3 +378,18 @@ def test_sweep_objectives_from_the_parent_tag(sweep_runs):
     assert tables.sweep_objectives(trials, parent) == ["digits_fid", "g_params"]  # eval.primary + sweep.objectives params
     tagged = parent.assign(**{"tag.objectives": "digits_is,img_per_s"})  # what platform/tune.py writes on the parent
     assert tables.sweep_objectives(trials, tagged) == ["digits_is", "img_per_s"]
+
+
+def test_analysis_never_imports_torch_or_ray():
+    import subprocess
+    import sys
+
+    code = ("import sys\n"
+            "import transgan_lab.analysis.load, transgan_lab.analysis.aggregate, transgan_lab.analysis.tables\n"
+            "import transgan_lab.analysis.figures, transgan_lab.analysis.report, transgan_lab.analysis.cli\n"
+            "from mlflow.tracking import MlflowClient\n"
+            "import optuna.importance\n"
+            "print(sorted(m for m in ('torch', 'ray') if m in sys.modules))\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.strip() == "[]"
