@@ -1,0 +1,169 @@
+"""Define-by-run Optuna search spaces for `transgan-lab sweep` (``sweep.space`` / ``--space``).
+
+A space is a function ``space(trial, base) -> dict | None``: ``trial`` is an Optuna trial (use
+``trial.suggest_*``), ``base`` the resolved preset as a plain dict. Parameter names are dotted
+config keys (``model.g.embed_dim``; list items as ``model.g.depths.0``); the returned dict holds
+values that cannot be Optuna choices (lists such as ``augment.policy``) and overrides the
+suggestion of the same name. ``paper_point(space, base)`` is the preset itself expressed in the
+same parameters: the sweep evaluates it first.
+
+Choices always contain the preset's own value, so the paper point lies inside the space. The
+number of stage-depth parameters follows the preset's number of generator stages. Every sampled
+config is validated by the platform before any trial starts.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Optional
+
+# Named locality-aware initialisation schedules: ([[start_epoch, half_width], ...], off_epoch).
+LOCALITY_SCHEDULES = {
+    "paper": ([[0, 4], [22, 6], [32, 8], [42, 10]], 60),  # the paper's CIFAR schedule
+    "short": ([[0, 2], [2, 4], [4, 6]], 8),  # widens over a few epochs (short runs, digits)
+    "early": ([[0, 3]], 1),  # one narrow epoch, then global attention
+}
+
+AUG_POLICIES = ["translation", "translation,cutout", "translation,cutout,color", "translation,color"]
+
+
+def _get(base: dict, key: str) -> Any:
+    node: Any = base
+    for part in key.split("."):
+        node = node[int(part)] if isinstance(node, list) else node[part]
+    return node
+
+
+def _with(choices: list, value: Any) -> list:
+    """``choices`` plus the preset's value (so the paper point is inside the space), sorted."""
+    out = list(dict.fromkeys(list(choices) + [value]))
+    try:
+        return sorted(out)
+    except TypeError:
+        return out
+
+
+class _Spec:
+    """One family of TransGAN spaces: ranges per dimension, conditional on the preset."""
+
+    def __init__(self, *, embed_dims, depth_hi, heads, d_depth, patch_sizes, policies, mtct_weight,
+                 schedules, lr, n_critic):
+        self.embed_dims = embed_dims  # generator widths of the first stage
+        self.depth_hi = depth_hi  # max blocks per stage: [stage 0, stage 1, further stages]
+        self.heads = heads  # generator heads (kept only where they divide every stage width)
+        self.d_depth = d_depth  # (lo, hi) discriminator blocks
+        self.patch_sizes = patch_sizes  # discriminator patch sides (kept where they divide the image)
+        self.policies = policies  # DiffAugment policies, comma-joined
+        self.mtct_weight = mtct_weight  # (lo, hi) of lambda, log scale
+        self.schedules = schedules  # names in LOCALITY_SCHEDULES
+        self.lr = lr  # (lo, hi) of both learning rates, log scale
+        self.n_critic = n_critic  # (lo, hi) D steps per G step
+
+    # -- choices for a given preset ----------------------------------------------------------
+    def choices(self, base: dict) -> dict:
+        g, d = base["model"]["g"], base["model"]["d"]
+        n = len(g["depths"])
+        widths = _with(self.embed_dims, g["embed_dim"])
+        heads = [h for h in self.heads if all((w // 4**i) % h == 0 for w in widths for i in range(n) if w // 4**i)]
+        res = base["data"]["resolution"]
+        step = 2 if d["arch"] == "multiscale" else 1
+        patches = [p for p in self.patch_sizes if res % (p * step) == 0]
+        depth_ranges = []
+        for i in range(n):
+            hi = self.depth_hi[min(i, len(self.depth_hi) - 1)]
+            depth_ranges.append((min(1, g["depths"][i]), max(hi, g["depths"][i])))
+        return {
+            "model.g.embed_dim": widths,
+            "depths": depth_ranges,
+            "model.g.heads": _with(heads, g["heads"]),
+            "model.d.depth": (min(self.d_depth[0], d["depth"]), max(self.d_depth[1], d["depth"])),
+            "model.d.patch_size": _with(patches, d["patch_size"]),
+            "augment.policy": _with(self.policies, ",".join(base["augment"]["policy"])),
+            "model.mtct.weight": (min(self.mtct_weight[0], base["model"]["mtct"]["weight"]),
+                                  max(self.mtct_weight[1], base["model"]["mtct"]["weight"])),
+            "model.g.locality.schedule": ["preset"] + list(self.schedules),
+            "optim.lr_g": (min(self.lr[0], base["optim"]["lr_g"]), max(self.lr[1], base["optim"]["lr_g"])),
+            "optim.lr_d": (min(self.lr[0], base["optim"]["lr_d"]), max(self.lr[1], base["optim"]["lr_d"])),
+            "optim.n_critic": (min(self.n_critic[0], base["optim"]["n_critic"]),
+                               max(self.n_critic[1], base["optim"]["n_critic"])),
+        }
+
+    # -- the define-by-run function ------------------------------------------------------------
+    def sample(self, trial, base: dict) -> dict:
+        c = self.choices(base)
+        out: dict[str, Any] = {}
+        trial.suggest_categorical("model.g.embed_dim", c["model.g.embed_dim"])
+        for i, (lo, hi) in enumerate(c["depths"]):  # one depth per generator stage of the preset
+            trial.suggest_int(f"model.g.depths.{i}", lo, hi)
+        trial.suggest_categorical("model.g.heads", c["model.g.heads"])
+        trial.suggest_int("model.d.depth", *c["model.d.depth"])
+        trial.suggest_categorical("model.d.patch_size", c["model.d.patch_size"])
+        policy = trial.suggest_categorical("augment.policy", c["augment.policy"])
+        out["augment.policy"] = [p for p in policy.split(",") if p]
+        if trial.suggest_categorical("model.mtct.enabled", [False, True]):
+            trial.suggest_float("model.mtct.weight", *c["model.mtct.weight"], log=True)
+        if trial.suggest_categorical("model.g.locality.enabled", [False, True]):
+            name = trial.suggest_categorical("model.g.locality.schedule", c["model.g.locality.schedule"])
+            if name != "preset":
+                schedule, off = LOCALITY_SCHEDULES[name]
+                out["model.g.locality.schedule"] = schedule
+                out["model.g.locality.off_epoch"] = off
+            else:
+                out["model.g.locality.schedule"] = base["model"]["g"]["locality"]["schedule"]
+        trial.suggest_float("optim.lr_g", *c["optim.lr_g"], log=True)
+        trial.suggest_float("optim.lr_d", *c["optim.lr_d"], log=True)
+        trial.suggest_int("optim.n_critic", *c["optim.n_critic"])
+        return out
+
+    def paper(self, base: dict) -> dict:
+        """The preset's values under the names ``sample`` suggests (only the active branches)."""
+        g = base["model"]["g"]
+        point: dict[str, Any] = {"model.g.embed_dim": g["embed_dim"]}
+        for i, depth in enumerate(g["depths"]):
+            point[f"model.g.depths.{i}"] = depth
+        point.update({
+            "model.g.heads": g["heads"],
+            "model.d.depth": base["model"]["d"]["depth"],
+            "model.d.patch_size": base["model"]["d"]["patch_size"],
+            "augment.policy": ",".join(base["augment"]["policy"]),
+            "model.mtct.enabled": bool(base["model"]["mtct"]["enabled"]),
+            "model.g.locality.enabled": bool(g["locality"]["enabled"]),
+            "optim.lr_g": base["optim"]["lr_g"],
+            "optim.lr_d": base["optim"]["lr_d"],
+            "optim.n_critic": base["optim"]["n_critic"],
+        })
+        if point["model.mtct.enabled"]:
+            point["model.mtct.weight"] = base["model"]["mtct"]["weight"]
+        if point["model.g.locality.enabled"]:
+            point["model.g.locality.schedule"] = "preset"
+        return point
+
+
+_DIGITS = _Spec(
+    embed_dims=[128, 256], depth_hi=[3, 2, 2], heads=[2, 4], d_depth=(2, 4), patch_sizes=[2, 4],
+    policies=AUG_POLICIES[:3], mtct_weight=(5.0, 100.0), schedules=["short", "early"],
+    lr=(5e-5, 5e-4), n_critic=(1, 5),
+)
+
+_CIFAR = _Spec(
+    embed_dims=[384, 768, 1024], depth_hi=[5, 4, 2], heads=[2, 4, 8], d_depth=(4, 8), patch_sizes=[2, 4, 8],
+    policies=AUG_POLICIES, mtct_weight=(5.0, 100.0), schedules=["paper", "short"],
+    lr=(3e-5, 3e-4), n_critic=(1, 5),
+)
+
+
+def digits(trial, base: dict) -> Optional[dict]:
+    """Small TransGANs on the embedded digits data (fits a 2-core CPU)."""
+    return _DIGITS.sample(trial, base)
+
+
+def cifar(trial, base: dict) -> Optional[dict]:
+    """TransGAN-S/M-sized models for CIFAR-10 (32x32) and the like."""
+    return _CIFAR.sample(trial, base)
+
+
+SPACES: dict[str, tuple[Callable, _Spec]] = {"digits": (digits, _DIGITS), "cifar": (cifar, _CIFAR)}
+
+
+def paper_point(space: str, base: dict) -> dict:
+    """The preset's own setting in the parameters of ``space`` (evaluated first)."""
+    return SPACES[space][1].paper(base)
