@@ -71,6 +71,8 @@ def render_loopback_config(
     project_dir: Path = REPO,  # the checkout copied to ~/transgan-lab on the "head"
     ray_port: int,  # GCS port of the loopback head
     dashboard_port: int,  # dashboard / job server port (bound to 127.0.0.1)
+    agent_port: int,  # the dashboard agent's HTTP port (default 52365, often taken by another Ray)
+    client_port: int,  # the Ray client server's port (default 10001)
     mlflow_port: int,  # the head's MLflow server (bound to 127.0.0.1)
     num_cpus: int = 4,  # logical CPUs of the head (oversubscribed on a 2-core machine)
     object_store_bytes: int = 300 * 1024**2,  # small object store for a CI box
@@ -83,6 +85,8 @@ def render_loopback_config(
         "project_dir": str(project_dir),
         "ray_port": str(ray_port),
         "dashboard_port": str(dashboard_port),
+        "agent_port": str(agent_port),
+        "client_port": str(client_port),
         "mlflow_port": str(mlflow_port),
         "num_cpus": str(num_cpus),
         "object_store_bytes": str(object_store_bytes),

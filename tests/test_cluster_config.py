@@ -49,7 +49,7 @@ CLOUD = {"cluster.yaml": ("aws", "s3://"), "cluster-gcp.yaml": ("gcp", "gs://")}
 
 def _loopback_text(**over) -> str:
     kw = dict(cluster_name="tgl-loopback-test", ssh_user="root", ssh_private_key=Path("/tmp/k/id_ed25519"),
-              ray_port=6390, dashboard_port=8270, mlflow_port=5010)
+              ray_port=6390, dashboard_port=8270, agent_port=52370, client_port=10010, mlflow_port=5010)
     kw.update(over)
     return render_loopback_config(**kw)
 
@@ -171,6 +171,7 @@ def test_loopback_config_passes_ray_validation():
     start = " ".join(prepared["head_start_ray_commands"])
     assert "--node-ip-address=127.0.0.1" in start and "--dashboard-host=127.0.0.1" in start
     assert "--port=6390" in start and "--dashboard-port=8270" in start and "--port 5010" in start
+    assert "--dashboard-agent-listen-port=52370" in start and "--ray-client-server-port=10010" in start
     assert "ray stop" not in start  # `ray up` must not end other Ray processes on the machine
     _check_project_mounts(prepared["file_mounts"], local_prefix=str(REPO))
     for cmd in _commands(prepared):

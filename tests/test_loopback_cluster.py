@@ -92,6 +92,8 @@ def run_loopback_cycle(*, script: Path, script_args: list[str], root: Path) -> d
         project_dir=snapshot,
         ray_port=free_port(),
         dashboard_port=free_port(),
+        agent_port=free_port(),
+        client_port=free_port(),
         mlflow_port=mlflow_port,
     )
     cfg = validate_like_ray(yaml.safe_load(cfg_text))
@@ -172,6 +174,7 @@ def loopback_root():
     shutil.rmtree(root, ignore_errors=True)
 
 
+@pytest.mark.timeout(1800)  # ~3 min alone; a loaded 2-core machine has taken 10
 def test_ray_up_submit_down_on_loopback_cluster(loopback_root):
     assert SWEEP_SCRIPT.exists(), f"{SWEEP_SCRIPT} is missing (written by the orchestration issue)"
     # --address auto: join the cluster the script runs on (`--smoke` alone starts a runtime of its

@@ -37,6 +37,32 @@ def test_submit_job_refuses_bad_arguments():
     assert r.returncode == 0 and "ray dashboard cluster.yaml" in r.stdout and "set -euo" not in r.stdout
 
 
+def _wait_ready_for_jobs(address: str, proc: subprocess.Popen, timeout_s: float = 180) -> None:
+    """The dashboard answers before the node's agent that runs jobs has registered ("No available
+    agent to submit job"); probe with a trivial job until one is accepted and finishes."""
+    import time
+
+    from ray.job_submission import JobStatus, JobSubmissionClient
+
+    client = JobSubmissionClient(address)
+    deadline = time.monotonic() + timeout_s
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"`ray start --head` exited with {proc.returncode}")
+        try:
+            job = client.submit_job(entrypoint="true")
+            break
+        except RuntimeError as e:
+            if "No available agent" not in str(e) or time.monotonic() > deadline:
+                raise
+            time.sleep(1)
+    while client.get_job_status(job) not in {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.STOPPED}:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"probe job {job} did not finish within {timeout_s} s")
+        time.sleep(0.5)
+    assert client.get_job_status(job) == JobStatus.SUCCEEDED, client.get_job_logs(job)
+
+
 @pytest.fixture
 def local_head():
     """A real Ray head on 127.0.0.1 with its dashboard (the job server), in its own session."""
@@ -46,6 +72,9 @@ def local_head():
         str(VENV_BIN / "ray"), "start", "--head", "--block",
         "--node-ip-address=127.0.0.1", f"--port={port}",
         "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard_port}",
+        # Free ports for the servers whose defaults are fixed (52365, 10001): another Ray on this
+        # machine may hold them, and then no agent runs jobs here.
+        f"--dashboard-agent-listen-port={free_port()}", f"--ray-client-server-port={free_port()}",
         f"--temp-dir={temp}",
         # Logical CPUs, oversubscribed like the suite's ray_runtime: a trial driver and its Train
         # workers fit on a 2-core machine.
@@ -58,6 +87,7 @@ def local_head():
     address = f"http://127.0.0.1:{dashboard_port}"
     try:
         wait_http(address + "/api/version", timeout_s=180, proc=proc)
+        _wait_ready_for_jobs(address, proc)
         yield address, temp, proc
     finally:
         stop_process(proc, timeout_s=30)
