@@ -65,7 +65,17 @@ def cmd_train(args: argparse.Namespace) -> int:
         from transgan_lab.trainers import checkpoint as ckpt
 
         resume = Path(args.resume)
-        found, _ = ckpt.latest_valid(resume)  # refuse a bad path before anything starts
+        found, manifest = ckpt.latest_valid(resume)  # refuse a bad path before anything starts
+        if not args.allow_config_change:  # the engine checks again; here it is refused before any run is made
+            from transgan_lab.trainers.train import _diff_dynamics
+
+            changes = _diff_dynamics(manifest.get("config") or {}, cfg)
+            if changes:
+                listed = ", ".join(f"{c['field']}: {c['old']!r} -> {c['new']!r}" for c in changes[:8])
+                raise ckpt.CheckpointError(
+                    f"refusing to resume from {found}: the training-dynamics config changed ({listed}); "
+                    "resume with the original config, or pass --allow-config-change to accept (it is recorded)"
+                )
         root = ckpt.resolve_checkpoint_root(found)
         run_dir = root.parent if root.name == "checkpoints" else run_dir
     elif run_dir.exists() and any((run_dir / "checkpoints").glob("ckpt-*")):
@@ -153,6 +163,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from transgan_lab.trainers.metrics import evaluate
 
     metrics = [m.strip() for m in args.metrics.split(",")] if args.metrics else None
+    if args.n is not None and args.n < 2:
+        raise UserError(f"--n {args.n}: the metrics need at least 2 generated images; give --n 2 or more")
+    if args.batch is not None and args.batch < 1:
+        raise UserError(f"--batch {args.batch}: give a generation batch size of 1 or more")
     cfg, G, manifest = load_generator(args.checkpoint)
     overrides = {}
     if metrics:
@@ -179,9 +193,16 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
     if args.n < 1:
         raise UserError(f"--n {args.n}: ask for at least one image")
-    if args.interpolate < 0:
+    if args.interpolate < 0 or args.interpolate == 1:
         raise UserError(f"--interpolate {args.interpolate}: give a number of steps >= 2, or 0 for none")
     _, G, _ = load_generator(args.checkpoint)
-    paths = write_samples(G, n=args.n, seed=args.seed, out_dir=args.out, grid=args.grid, interpolate_k=args.interpolate)
+    out = Path(args.out)
+    created = not out.exists()
+    try:
+        paths = write_samples(G, n=args.n, seed=args.seed, out_dir=args.out, grid=args.grid, interpolate_k=args.interpolate)
+    except OSError as e:
+        if created and out.is_dir() and not any(out.iterdir()):
+            out.rmdir()  # leave nothing behind
+        raise UserError(f"cannot write samples to {args.out}: {e.strerror or e}; pick a writable --out folder") from None
     print(f"wrote {len(paths)} PNG file(s) to {args.out}")
     return 0
