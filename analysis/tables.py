@@ -19,6 +19,7 @@ import html
 import io
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
@@ -308,13 +309,33 @@ def _json_list(text: Any) -> list[str]:
 SEARCH_IGNORE = ("name", "preset", "tracking.")
 
 
+def _as_param(key: str, columns) -> str | None:
+    """A sampled key as a logged param: 'model.g.depths.0' -> 'model.g.depths' (lists are one param)."""
+    if f"param.{key}" in columns:
+        return key
+    base = re.sub(r"\.\d+$", "", key)
+    return base if f"param.{base}" in columns else None
+
+
 def searched_params(trials: pd.DataFrame, parent: pd.DataFrame | None = None) -> list[str]:
-    """Dotted keys a sweep searched: a `transgan.searched` tag (JSON list) if logged, else the params that differ."""
+    """Dotted keys a sweep searched, in this order of evidence: a `transgan.searched` tag (JSON list);
+    the keys of the trials' `transgan.sampled` tags (JSON dict of what the sampler chose, as
+    platform/tune.py logs it); else the params whose values differ across the trials."""
     for frame in (parent, trials):
         if frame is not None and "tag.searched" in frame.columns:
             listed = [k for v in frame["tag.searched"].dropna() for k in _json_list(v)]
             if listed:
                 return list(dict.fromkeys(listed))
+    if "tag.sampled" in trials.columns:
+        keys: list[str] = []
+        for v in trials["tag.sampled"].dropna():
+            try:
+                sampled = json.loads(v)
+            except ValueError:
+                continue
+            keys += [k for k in (_as_param(k, trials.columns) for k in sampled) if k]
+        if keys:
+            return sorted(dict.fromkeys(keys))
     out = []
     for c in trials.columns:
         if c.startswith("param.") and not c[len("param."):].startswith(SEARCH_IGNORE):

@@ -369,6 +369,9 @@ def test_importances_and_pareto_front(sweep_runs):
     # a sweep that lists its searched params in a transgan.searched tag wins over the differing params
     tagged = parent.assign(**{"tag.searched": '["optim.lr_g"]'})
     assert tables.searched_params(trials, tagged) == ["optim.lr_g"]
+    # platform/tune.py logs each trial's sampled values as transgan.sampled (list entries split by index)
+    sampled = trials.assign(**{"tag.sampled": '{"model.g.depths.0": 2, "model.g.depths.1": 1, "optim.lr_g": 0.0002, "nope": 1}'})
+    assert tables.searched_params(sampled, parent) == ["model.g.depths", "optim.lr_g"]
 
 
 def test_sweep_objectives_from_the_parent_tag(sweep_runs):
