@@ -259,7 +259,7 @@ _DDP_SCRIPT = textwrap.dedent(
 def test_one_vs_two_workers_same_dynamics(tmp_path):
     """Same global batch on 1 and 2 gloo processes: losses and weights agree (augmentation off,
     because each rank draws its own augmentation; latents and GP mixing are global)."""
-    cfg = small_cfg(4, "augment.policy=[]", "train.log_every=1", "train.checkpoint_every=4")
+    cfg = small_cfg(4, "augment.policy=[]", "model.mtct.enabled=true", "train.log_every=1", "train.checkpoint_every=4")
     cfg_json = json.dumps(cfg.model_dump(mode="json"))
     one = subprocess.run([sys.executable, "-c", _DDP_SCRIPT, "0", "1", "0", cfg_json, str(tmp_path / "w1")],
                          capture_output=True, text=True, timeout=600)

@@ -27,10 +27,13 @@ def gradient_penalty(
     fake: torch.Tensor,  # (N, C, H, W) generated images (detached here)
     aug: Callable,  # augmentation applied to the interpolates before D
     phi: float,  # target gradient norm
+    alpha: torch.Tensor | None = None,  # (N,) mixing weights; default U(0,1) from the global RNG
 ) -> torch.Tensor:
     """mean((||d D(aug(x_hat)) / d x_hat||_2 - phi)^2), x_hat = a*real + (1-a)*fake, a ~ U(0,1) per sample."""
     real = real.detach()
-    alpha = torch.rand(real.shape[0], 1, 1, 1, device=real.device, dtype=real.dtype)
+    if alpha is None:
+        alpha = torch.rand(real.shape[0], device=real.device, dtype=real.dtype)
+    alpha = alpha.to(device=real.device, dtype=real.dtype).view(-1, 1, 1, 1)
     x_hat = (alpha * real + (1 - alpha) * fake.detach().to(real.dtype)).requires_grad_(True)
     with math_sdpa():
         scores = D(aug(x_hat)).float()
@@ -45,6 +48,8 @@ def d_loss(
     fake: torch.Tensor,  # (N, C, H, W) generated images (detached here)
     aug: Callable,  # augmentation (same for real, fake and GP inputs)
     loss_cfg,  # cfg.loss: kind, gp_weight, phi, drift
+    *,
+    gp_alpha: torch.Tensor | None = None,  # (N,) GP mixing weights (the engine draws them per global batch)
 ) -> tuple[torch.Tensor, dict]:
     kind = loss_cfg.kind
     _check_kind(kind)
@@ -56,7 +61,7 @@ def d_loss(
     if kind in ("wgan-gp-eps", "wgan-gp"):
         loss = -d_real.mean() + d_fake.mean()
         if loss_cfg.gp_weight > 0:
-            gp = gradient_penalty(D, real, fake, aug, loss_cfg.phi)
+            gp = gradient_penalty(D, real, fake, aug, loss_cfg.phi, alpha=gp_alpha)
             loss = loss + loss_cfg.gp_weight / loss_cfg.phi**2 * gp
         if kind == "wgan-gp-eps" and loss_cfg.drift > 0:
             loss = loss + loss_cfg.drift * d_real.mean() ** 2

@@ -354,11 +354,15 @@ class _Trainer:
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=self.amp_dtype)
 
-    def _latents(self, n_global: int, n_local: int, tag: int, k: int = 0) -> torch.Tensor:
+    def _global_draw(self, shape: tuple[int, ...], n_local: int, tag: int, k: int = 0, *, kind=torch.randn) -> torch.Tensor:
+        """Draw for the whole global batch from a (seed, step) generator; keep this rank's rows."""
         st = self.state
         gen = _step_generator(self.cfg.seed, st.reseed, st.step * 8 + k, tag)
-        z = torch.randn(n_global, _unwrap(self.G).latent_dim, generator=gen)
-        return z[self.rank * n_local : (self.rank + 1) * n_local].to(self.device, non_blocking=True)
+        x = kind(*shape, generator=gen)
+        return x[self.rank * n_local : (self.rank + 1) * n_local].to(self.device, non_blocking=True)
+
+    def _latents(self, n_global: int, n_local: int, tag: int, k: int = 0) -> torch.Tensor:
+        return self._global_draw((n_global, _unwrap(self.G).latent_dim), n_local, tag, k)
 
     def _locality(self) -> int | None:
         from transgan_lab.trainers.models import locality_width
@@ -378,6 +382,7 @@ class _Trainer:
         for k in range(opt.n_critic):
             real_local = self.stream.next_batch().to(self.device, non_blocking=True)
             z_local = self._latents(opt.batch_d, self.d_local, tag=1, k=k)
+            alpha_local = self._global_draw((opt.batch_d,), self.d_local, tag=3, k=k, kind=torch.rand)
             for a in range(opt.accum):
                 rows = slice(a * self.d_micro, (a + 1) * self.d_micro)
                 with torch.no_grad(), self._autocast():
@@ -385,7 +390,9 @@ class _Trainer:
                 sync = self.world > 1 and a < opt.accum - 1
                 with (self.D.no_sync() if sync else contextlib.nullcontext()):
                     with self._autocast():
-                        loss, stats = losses.d_loss(self.D, real_local[rows], fake.float(), self.aug, cfg.loss)
+                        loss, stats = losses.d_loss(
+                            self.D, real_local[rows], fake.float(), self.aug, cfg.loss, gp_alpha=alpha_local[rows]
+                        )
                     (loss / opt.accum).backward()
                 for key, v in stats.items():
                     acc[key] = acc.get(key, 0.0) + v.detach().float() / (opt.accum * opt.n_critic)
@@ -400,11 +407,17 @@ class _Trainer:
             sync = self.world > 1 and a < opt.accum - 1
             with (self.G.no_sync() if sync else contextlib.nullcontext()):
                 with self._autocast():
-                    fake = self.G(z_local[rows], locality_width=width)
+                    if cfg.model.mtct.enabled:
+                        # One batched pass for G(z) and the super-resolution task, so every G
+                        # parameter is used in the same DDP forward.
+                        real = real_local[a * self.d_micro : (a + 1) * self.d_micro]
+                        lr = losses.downsample_for_mtct(real, side=G_mod.bottom)
+                        fake, sr = self.G(z_local[rows], locality_width=width, lr_images=lr)
+                    else:
+                        fake = self.G(z_local[rows], locality_width=width)
                     loss, stats = losses.g_loss(self.D_for_g, fake.float(), self.aug, cfg.loss)
                     if cfg.model.mtct.enabled:
-                        sr_rows = slice(a * self.d_micro, (a + 1) * self.d_micro)
-                        l_sr = losses.mtct_loss(self.G, real_local[sr_rows], locality_width=width).float()
+                        l_sr = losses.mtct_mse(sr, real)
                         loss = loss + cfg.model.mtct.weight * l_sr
                         acc["loss_mtct"] = acc.get("loss_mtct", 0.0) + l_sr.detach() / opt.accum
                 (loss / opt.accum).backward()
