@@ -25,8 +25,11 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(PY) experiments/sweep_digits.py --demo
 
+# The loopback-cluster test runs `ray up`/`ray down`, which stop every Ray process on the machine,
+# so it runs in a second pytest session after everything else.
 test: $(STAMP)
-	$(PY) -m pytest tests
+	$(PY) -m pytest tests -m "not cluster"
+	$(PY) -m pytest tests -m cluster
 
 bench: $(STAMP)
 	$(PY) bench/train_step.py
