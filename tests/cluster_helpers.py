@@ -381,6 +381,8 @@ def assert_one_finished_sweep(tracking_uri: str, *, exclude_run_ids: set[str] = 
     mine = [c for c in children if c.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
     assert len(mine) == len(children), "trial runs that belong to no new sweep parent"
     assert len(mine) >= 2, f"sweep {parent.info.run_id} has {len(mine)} trial runs; the smoke sweep runs several"
+    names = [c.info.run_name for c in mine]
+    assert len(set(names)) == len(names), f"trial runs share names (readable names must be unique): {sorted(names)}"
     client = MlflowClient(tracking_uri=tracking_uri)
     for child in mine:
         assert child.data.metrics, f"trial run {child.info.run_name} has no metrics"
