@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import math
+import os
 import re
 import tempfile
 from pathlib import Path
@@ -189,6 +190,7 @@ def newest_sample_image(client, run_id: str, *, key: str = "samples"):
     if not found:
         return None
     step, _, path = max(found)
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no progress bars in CLI output
     with tempfile.TemporaryDirectory() as tmp:
         local = client.download_artifacts(run_id, path, tmp)
         with Image.open(local) as im:

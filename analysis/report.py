@@ -19,13 +19,18 @@ from transgan_lab.analysis import figures, load, tables
 from transgan_lab.analysis.aggregate import PICK_LABELS, value_column
 from transgan_lab.analysis.load import metric_direction
 
+MIN_TRIALS_FOR_IMPORTANCE = 4  # fANOVA on fewer trials is noise
+
 _CSS = """
 body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margin:24px auto;max-width:1100px;color:#222;background:#fff}
 h1{font-size:1.5em;margin-bottom:4px} h2{font-size:1.15em;margin-top:28px;border-bottom:1px solid #ddd;padding-bottom:4px}
 .meta{color:#555;font-size:.9em} figure{margin:12px 0} figcaption{color:#555;font-size:.85em}
 img.fig{max-width:100%;border:1px solid #eee}
 .grid{display:grid;grid-template-columns:repeat(auto-fit,minmax(460px,1fr));gap:8px}
+.scroll{overflow-x:auto}
 table.tgl-table{border-collapse:collapse;font-size:.85em;margin:8px 0}
+table.tgl-table td.text{white-space:nowrap}
+table.tgl-table tfoot td{white-space:normal;overflow-wrap:anywhere}
 table.tgl-table caption{text-align:left;font-weight:600;padding:4px 0}
 table.tgl-table th,table.tgl-table td{padding:3px 8px;border-bottom:1px solid #e5e5e5}
 table.tgl-table thead th{border-bottom:2px solid #333;text-align:left}
@@ -88,7 +93,7 @@ def build_report_html(
              + (f"; source: {html.escape(source)}" if source else "")
              + f"; generated {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}</p>",
              '<p class="meta" id="tgl-render-status">images-pending</p>',
-             "<h2>Top trials</h2>", tables.render_html(table)]
+             "<h2>Top trials</h2>", f'<div class="scroll">{tables.render_html(table)}</div>']
 
     if curves is not None and not curves.empty:
         parts.append("<h2>Training curves (step = images shown to D)</h2>")
@@ -102,9 +107,9 @@ def build_report_html(
     importances = {}
     for o in objectives:
         col = value_column(o, pick) if value_column(o, pick) in trials else f"final.{o}"
-        if col in trials:
-            imp = figures.param_importances(trials[trials["status"] == "FINISHED"], params=searched, objective_column=col,
-                                            direction=metric_direction(o))
+        finished = trials[trials["status"] == "FINISHED"]
+        if col in trials and finished[col].notna().sum() >= MIN_TRIALS_FOR_IMPORTANCE:
+            imp = figures.param_importances(finished, params=searched, objective_column=col, direction=metric_direction(o))
             if imp:
                 importances[label_of(o)] = imp
     parts.append("<h2>Parameter importances</h2>")
@@ -114,7 +119,8 @@ def build_report_html(
         parts.append("<ul>" + "".join(f"<li>{html.escape(o)}: " + ", ".join(f"{html.escape(k)} {v:.3f}" for k, v in imp.items())
                                       + "</li>" for o, imp in importances.items()) + "</ul>")
     else:
-        parts.append('<p class="note">Not enough scored trials with varied params to estimate importances.</p>')
+        parts.append(f'<p class="note">Importances need at least {MIN_TRIALS_FOR_IMPORTANCE} finished, scored trials '
+                     'with varied params; this sweep has fewer.</p>')
 
     if len(objectives) > 1:
         cols = [value_column(o, pick) if value_column(o, pick) in trials else f"final.{o}" for o in objectives[:2]]
