@@ -239,7 +239,7 @@ def get_or_create_run(
     all_tags = {**tags, **key}
     if parent_run_id:
         all_tags["mlflow.parentRunId"] = parent_run_id
-    run = client.create_run(experiment_id, run_name=run_name, tags=all_tags)
+    run = client.create_run(experiment_id, run_name=redact(run_name), tags=all_tags)
     return run.info.run_id, True
 
 
@@ -310,6 +310,7 @@ class RunLogger:
     def log_protocol(self, metric: str, protocol: Mapping[str, Any] | str) -> None:
         """``protocols/<metric>.json`` artifact + ``transgan.protocol.<metric>`` tag."""
         data = json.loads(Path(protocol).read_text()) if isinstance(protocol, (str, os.PathLike)) else dict(protocol)
+        data = json.loads(redact(json.dumps(data)))  # protocols hold data.root and other config paths
         self.client.log_dict(self.run_id, data, f"protocols/{metric}.json")
         self.client.set_tag(self.run_id, f"{TAG}protocol.{metric}", json.dumps(data, sort_keys=True)[:_TAG_MAX_CHARS])
 
