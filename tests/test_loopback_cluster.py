@@ -66,7 +66,8 @@ def _ray_cli(args: list[str], *, env: dict, log: Path, timeout_s: float) -> subp
 
 
 def run_loopback_cycle(*, script: Path, script_args: list[str], root: Path) -> dict:
-    """sshd up -> `ray up` -> `ray exec 'ray status'` -> `ray submit script -- args` -> MLflow
+    """sshd up -> `ray up` -> `ray exec 'ray status'` -> `ray submit script -- args` (``{head_address}``
+    in an argument becomes the head's GCS address) -> MLflow
     check -> `ray down` -> stop MLflow and sshd by PID -> nothing of ours left running.
     Returns what it saw (for the test's assertions and the log)."""
     LoopbackSSH.ensure_tools()
@@ -90,7 +91,7 @@ def run_loopback_cycle(*, script: Path, script_args: list[str], root: Path) -> d
         ssh_user=ssh.user,
         ssh_private_key=ssh.key,
         project_dir=snapshot,
-        ray_port=free_port(),
+        ray_port=(ray_port := free_port()),
         dashboard_port=free_port(),
         agent_port=free_port(),
         client_port=free_port(),
@@ -138,7 +139,8 @@ def run_loopback_cycle(*, script: Path, script_args: list[str], root: Path) -> d
             assert status.returncode == 0, f"ray exec 'ray status' failed; see {log}"
             seen["ray_status"] = status.stdout
 
-            sub = _ray_cli(["submit", str(cfg_path), str(script), "--", *script_args], env=env, log=log, timeout_s=900)
+            args = [a.format(head_address=f"127.0.0.1:{ray_port}") for a in script_args]
+            sub = _ray_cli(["submit", str(cfg_path), str(script), "--", *args], env=env, log=log, timeout_s=900)
             seen["submit_rc"] = sub.returncode
             seen["submit_out"] = sub.stdout + sub.stderr
             assert sub.returncode == 0, f"ray submit failed; see {log}:\n{sub.stdout[-4000:]}\n{sub.stderr[-2000:]}"
@@ -177,9 +179,11 @@ def loopback_root():
 @pytest.mark.timeout(1800)  # ~3 min alone; a loaded 2-core machine has taken 10
 def test_ray_up_submit_down_on_loopback_cluster(loopback_root):
     assert SWEEP_SCRIPT.exists(), f"{SWEEP_SCRIPT} is missing (written by the orchestration issue)"
-    # --address auto: join the cluster the script runs on (`--smoke` alone starts a runtime of its
-    # own, so that a smoke run on a shared machine never joins somebody else's cluster).
-    seen = run_loopback_cycle(script=SWEEP_SCRIPT, script_args=["--smoke", "--address", "auto"], root=loopback_root)
+    # --address: join the cluster the script runs on (`--smoke` alone starts a runtime of its own).
+    # The head's GCS address rather than "auto": "auto" picks the newest Ray instance on the
+    # machine, which on a shared machine may be somebody else's.
+    seen = run_loopback_cycle(script=SWEEP_SCRIPT, script_args=["--smoke", "--address", "{head_address}"],
+                              root=loopback_root)
     print(f"ray CLI log: {(loopback_root / 'ray-cli.log')}")
     print(seen.get("submit_out", "")[-2000:])
 
