@@ -110,17 +110,47 @@ def _train_local(cfg, run_dir: Path, *, resume, allow_config_change: bool, track
     run_dir.mkdir(parents=True, exist_ok=True)
     try:
         result = train(cfg, reporter, out_dir=run_dir, resume=resume, allow_config_change=allow_config_change)
-    except BaseException:
+    except BaseException as e:
         finish("FAILED")
         if created and not any(run_dir.rglob("ckpt-*")):
             shutil.rmtree(run_dir, ignore_errors=True)  # nothing recorded yet: leave nothing behind
-        raise
+        os_error = _os_error_in_chain(e)
+        if os_error is None:
+            raise
+        # Disk full, file too large, read-only or lost storage: say what survived and how to go on.
+        print(f"error: {_storage_failure(os_error, run_dir)}", file=sys.stderr)
+        return 1
     finish("FINISHED" if result["status"] == "finished" else "FAILED")
     _print_result(result, run_dir)
     if result["status"] != "finished":
         print(f"error: {result.get('message', result['status'])}", file=sys.stderr)
         return 1
     return 0
+
+
+def _os_error_in_chain(e: BaseException) -> OSError | None:
+    """The OSError behind ``e`` (torch.save turns ENOSPC into a RuntimeError raised while handling it)."""
+    seen = 0
+    while e is not None and seen < 10:
+        if isinstance(e, OSError) and e.errno is not None:
+            return e
+        e, seen = e.__cause__ or e.__context__, seen + 1
+    return None
+
+
+def _storage_failure(e: OSError, run_dir: Path) -> str:
+    """One paragraph for a failed write: what failed, which checkpoint is intact, how to continue."""
+    from transgan_lab.trainers import checkpoint as ckpt
+
+    what = f"writing {e.filename}" if e.filename else "a write"
+    try:
+        found, manifest = ckpt.latest_valid(run_dir)
+        kept = f"the newest intact checkpoint is {found} (step {manifest['step']})"
+        fix = f"free space or fix the storage, then continue with --resume {run_dir}"
+    except ckpt.CheckpointError:
+        kept = "no checkpoint was completed"
+        fix = "free space or fix the storage and start again"
+    return f"training stopped: {what} failed ({e.strerror or e}); {kept}; {fix}"
 
 
 def _local_reporter(cfg, run_dir: Path, *, tracking: bool, out_root, resume):
