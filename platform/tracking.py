@@ -314,8 +314,55 @@ class RunLogger:
         self.client.log_dict(self.run_id, data, f"protocols/{metric}.json")
         self.client.set_tag(self.run_id, f"{TAG}protocol.{metric}", json.dumps(data, sort_keys=True)[:_TAG_MAX_CHARS])
 
+    # -- tracking outages: keep reports in memory, send them when the store answers again ------
     def report(self, metrics: Mapping[str, Any], files: Optional[Mapping[str, str]] = None,
                checkpoint_uri: Optional[str] = None) -> None:
+        """Log one engine report; when the store is unreachable, keep it and send it later.
+
+        Training never stops for a tracking outage: the report waits in memory (the engine's
+        metrics.jsonl holds it on disk as well) and is sent, in order, once the store answers.
+        """
+        self._pending().append((dict(metrics), dict(files or {}), checkpoint_uri))
+        self.flush()
+
+    def _pending(self) -> list:
+        if not hasattr(self, "_queue"):
+            self._queue, self._down = [], False
+        return self._queue
+
+    def _store_answers(self) -> bool:
+        if urllib.parse.urlparse(self.uri).scheme not in ("http", "https"):
+            return True
+        try:
+            with urllib.request.urlopen(self.uri.rstrip("/") + "/health", timeout=5) as r:
+                return r.status == 200
+        except (urllib.error.URLError, OSError, socket.timeout):
+            return False
+
+    def flush(self) -> bool:
+        """Send the kept reports; False while the store is still unreachable."""
+        queue = self._pending()
+        if queue and self._down and not self._store_answers():
+            return False  # a cheap check instead of MLflow's long retries on every report
+        while queue:
+            metrics, files, checkpoint_uri = queue[0]
+            try:
+                self._report_now(metrics, files, checkpoint_uri)
+            except Exception as e:  # noqa: BLE001 - any store failure: keep the report, train on
+                if not self._down:
+                    print(f"warning: MLflow store {redact(self.uri)} failed ({redact(str(e)).splitlines()[0][:300]}); "
+                          "training continues, reports are kept and sent when it answers again "
+                          "(metrics.jsonl in the run folder has them too)", file=sys.stderr, flush=True)
+                self._down = True
+                return False
+            queue.pop(0)
+        if self._down:
+            print(f"MLflow store {redact(self.uri)} answers again: kept reports sent", file=sys.stderr, flush=True)
+        self._down = False
+        return True
+
+    def _report_now(self, metrics: Mapping[str, Any], files: Optional[Mapping[str, str]] = None,
+                    checkpoint_uri: Optional[str] = None) -> None:
         """One engine report: metrics at step=nimg, the sample grid, protocols, the checkpoint location.
 
         Evaluation metrics are logged only on reports where an evaluation ran (the engine passes
@@ -341,8 +388,19 @@ class RunLogger:
         self.client.log_batch(self.run_id, tags=[RunTag(k if k.startswith((TAG, "mlflow.")) else TAG + k,
                                                         redact(str(v))[:_TAG_MAX_CHARS]) for k, v in tags.items()])
 
-    def finish(self, status: str = "FINISHED") -> None:
-        self.client.set_terminated(self.run_id, status=status)
+    def finish(self, status: str = "FINISHED", *, wait_s: float = 60.0) -> None:
+        """Send kept reports (waiting up to ``wait_s`` for the store), then close the run."""
+        deadline = time.monotonic() + wait_s
+        while not self.flush() and time.monotonic() < deadline:
+            time.sleep(2.0)
+        if self._pending():
+            print(f"warning: {len(self._pending())} report(s) could not be sent to {redact(self.uri)}; "
+                  "they are in the run folder's metrics.jsonl", file=sys.stderr, flush=True)
+        try:
+            self.client.set_terminated(self.run_id, status=status)
+        except Exception as e:  # noqa: BLE001 - the run stays RUNNING in the UI; the results are on disk
+            print(f"warning: could not mark MLflow run {self.run_id} {status}: {redact(str(e)).splitlines()[0][:300]}",
+                  file=sys.stderr, flush=True)
 
 
 class MlflowReporter:
