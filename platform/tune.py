@@ -225,15 +225,21 @@ def _progress_callback(primary: str, total: int):
 
         def __init__(self):
             self.t0 = time.monotonic()
-            self.done = 0
             self.evals: dict[str, float] = {}
+
+        def setup(self, **info):  # also after a restore, which unpickles this object
+            self.t0 = time.monotonic()
+
+        @staticmethod
+        def _done(trials) -> int:
+            return sum(t.status in ("TERMINATED", "ERROR") for t in trials)
 
         def _p(self, text: str) -> None:
             m, s = divmod(int(time.monotonic() - self.t0), 60)
             print(f"[sweep {m:02d}:{s:02d}] {text}", flush=True)
 
         def on_trial_start(self, iteration, trials, trial, **info):
-            self._p(f"{trial_label(trial.config, trial.trial_id)} started ({self.done}/{total} done)")
+            self._p(f"{trial_label(trial.config, trial.trial_id)} started ({self._done(trials)}/{total} done)")
 
         def on_trial_result(self, iteration, trials, trial, result, **info):
             evals = result.get("evals", 0)
@@ -243,12 +249,11 @@ def _progress_callback(primary: str, total: int):
                         f"  {result.get('img_per_s', float('nan')):7.1f} img/s")
 
         def on_trial_complete(self, iteration, trials, trial, **info):
-            self.done += 1
-            self._p(f"{trial_label(trial.config, trial.trial_id)} ended ({self.done}/{total} done)")
+            self._p(f"{trial_label(trial.config, trial.trial_id)} ended ({self._done(trials) + 1}/{total} done)")
 
         def on_trial_error(self, iteration, trials, trial, **info):
-            self.done += 1
-            self._p(f"{trial_label(trial.config, trial.trial_id)} FAILED ({self.done}/{total} done): see {trial.local_path}")
+            self._p(f"{trial_label(trial.config, trial.trial_id)} FAILED ({self._done(trials) + 1}/{total} done): "
+                    f"see {trial.local_path}")
 
     return Progress()
 
@@ -415,7 +420,14 @@ def run_sweep(
                      "git_commit": commit} if track else None,
     }
     trainable = tune.with_resources(tune.with_parameters(trial_driver, ctx=ctx), {"cpu": DRIVER_CPU})
-    callbacks = [_progress_callback(primary, num_samples)] if progress else []
+    from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
+
+    # Tune's own result files, without its TensorBoard logger (MLflow is the tracker here; TBX
+    # also warns about the +inf primary value reported before a trial's first evaluation).
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+    callbacks = [CSVLoggerCallback(), JsonLoggerCallback()]
+    if progress:
+        callbacks.append(_progress_callback(primary, num_samples))
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "2")  # small sweeps: save state often (restore loses less)
     exp_path = f"{storage}/{name}"
     restored = tune.Tuner.can_restore(exp_path)
