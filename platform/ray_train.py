@@ -226,7 +226,7 @@ def _pick_best(best: list) -> Optional[str]:
     return min(scored, key=lambda cm: sign * float(cm[1].get(key, math.inf * sign)))[0].path
 
 
-def init_ray(address: Optional[str] = None, *, num_cpus: Optional[int] = None, log_to_driver: bool = True) -> None:
+def init_ray(address: Optional[str] = None, *, num_cpus: Optional[int] = None, log_to_driver: Optional[bool] = None) -> None:
     """Connect to a cluster (``address``, or "auto" when RAY_ADDRESS is set) or start a local runtime."""
     import ray
 
@@ -234,8 +234,10 @@ def init_ray(address: Optional[str] = None, *, num_cpus: Optional[int] = None, l
         return
     address = address or os.environ.get("RAY_ADDRESS")
     if address:
-        ray.init(address=address, log_to_driver=True)
+        ray.init(address=address, log_to_driver=True if log_to_driver is None else log_to_driver)
         return
+    if log_to_driver is None:  # a local runtime: worker logs stay in its session folder unless asked for
+        log_to_driver = bool(os.environ.get("TRANSGAN_LAB_RAY_LOGS"))
     # A busy machine can take long to register the raylet; the default wait (~10 s) is too short there.
     os.environ.setdefault("RAY_raylet_start_wait_time_s", "120")
     # address="local": always a fresh runtime of our own, never another user's cluster on this machine.
