@@ -14,20 +14,20 @@ from pathlib import Path
 
 from _common import parser, ray_address
 
-# `make demo`: 8 short trials, two at a time on a 2-core machine; 4 evaluations per trial so ASHA
-# (grace 1 evaluation, halving) can stop the weaker half after their first evaluations.
+# `make demo`: 6 short trials, two at a time on a 2-core machine; 2 evaluations per trial so ASHA
+# (grace 1 evaluation, halving) can stop the weaker half after their first evaluation.
 DEMO = [
     "name=demo",
-    "train.kimg=3.072", "train.log_every=4", "train.eval_every=6", "train.checkpoint_every=6", "train.grid_every=6",
+    "train.kimg=2.048", "train.log_every=2", "train.eval_every=4", "train.checkpoint_every=4", "train.grid_every=4",
     "train.keep_last=2", "eval.n_fake=500", "eval.batch=250",
     "resources.workers=1", "resources.cpus_per_worker=0.9",
-    "sweep.num_samples=8", "sweep.grace_reports=1", "sweep.reduction_factor=2", "sweep.seed=0",
+    "sweep.num_samples=6", "sweep.grace_reports=1", "sweep.reduction_factor=2", "sweep.seed=0",
 ]
 
 
 def main(argv=None) -> int:
     ap = parser(__doc__.splitlines()[0], preset="digits-tiny")
-    ap.add_argument("--demo", action="store_true", help="the `make demo` sweep: 8 short trials, local runtime")
+    ap.add_argument("--demo", action="store_true", help="the `make demo` sweep: 6 short trials, local runtime")
     ap.add_argument("--samples", type=int, help="number of trials (default: sweep.num_samples)")
     ap.add_argument("--name", help="sweep name; re-running the same name resumes it")
     args = ap.parse_args(argv)

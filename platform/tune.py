@@ -346,7 +346,11 @@ def _finalize_tracking(uri: str, experiment_id: str, sweep: str, df) -> None:
             client.set_tag(run.info.run_id, tracking.TAG + "outcome", outcome)
             if run.info.status != "FAILED":
                 client.set_terminated(run.info.run_id, status="FAILED")
-        elif outcome is None or run.info.status == "RUNNING":
+        elif row["status"] != "TERMINATED":  # the sweep was interrupted: a re-run resumes this run
+            outcome = "interrupted"
+            client.set_tag(run.info.run_id, tracking.TAG + "outcome", outcome)
+            client.set_terminated(run.info.run_id, status="KILLED")
+        elif outcome is None or run.info.status == "RUNNING":  # Tune ended it early (ASHA)
             outcome = outcome or "stopped_early"
             client.set_tag(run.info.run_id, tracking.TAG + "outcome", outcome)
             client.set_terminated(run.info.run_id, status="FINISHED")
@@ -464,7 +468,7 @@ def run_sweep(
                   + (f", objectives {objectives}" if multi else ""), flush=True)
     grid = tuner.fit()
     df = _grid_table(grid, primary, list(cfg.sweep.objectives))
-    ok = df[(df["status"] != "ERROR") & df[primary].map(lambda v: math.isfinite(v))] if not df.empty else df
+    ok = df[(df["status"] == "TERMINATED") & df[primary].map(lambda v: math.isfinite(v))] if not df.empty else df
     best = ok.iloc[0].to_dict() if len(ok) else None
     pareto = pareto_front(ok, objectives) if len(objectives) > 1 else None
     if track:
