@@ -351,7 +351,7 @@ def _finalize_tracking(uri: str, experiment_id: str, sweep: str, df) -> None:
             client.set_tag(run.info.run_id, tracking.TAG + "outcome", outcome)
             client.set_terminated(run.info.run_id, status="KILLED")
         elif outcome is None or run.info.status == "RUNNING":  # Tune ended it early (ASHA)
-            outcome = outcome or "stopped_early"
+            outcome = "completed" if outcome == "completed" else "stopped_early"
             client.set_tag(run.info.run_id, tracking.TAG + "outcome", outcome)
             client.set_terminated(run.info.run_id, status="FINISHED")
         outcomes[row["trial_id"]] = outcome
