@@ -144,11 +144,31 @@ def train_loop_per_worker(loop: dict) -> None:
         with checkpoint.as_directory() as resume_dir:
             status = train(cfg, reporter, resume=resume_dir, **kwargs)
     else:
-        status = train(cfg, reporter, resume=loop.get("resume"), **kwargs)
+        status = train(cfg, reporter, resume=_stored_checkpoint(loop.get("checkpoint_base")) or loop.get("resume"),
+                       **kwargs)
     if logger is not None:
         logger.set_tags({"train_status": status.get("status", "unknown")})
         if status.get("status") == "diverged":
             raise RuntimeError(status.get("message", "training diverged"))
+
+
+def _stored_checkpoint(base: Optional[str]) -> Optional[str]:
+    """Newest valid engine checkpoint already in this run's (local or shared-disk) Ray storage.
+
+    Ray Train collects a worker's reports only when the controller polls it, so a worker killed
+    right after reporting a checkpoint can take that report with it: the restarted group then gets
+    no checkpoint from ``get_checkpoint()`` although the checkpoint is complete in storage. Every
+    rank reads the same storage, so all ranks resume from the same step.
+    """
+    if not base or "://" in base or not Path(base).is_dir():
+        return None
+    from transgan_lab.trainers import checkpoint as ckpt
+
+    try:
+        found, _ = ckpt.latest_valid(base)
+    except ckpt.CheckpointError:
+        return None
+    return str(found)
 
 
 def build_trainer(
