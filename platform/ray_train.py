@@ -52,12 +52,11 @@ def storage_path_for(cfg: ExperimentConfig, out_root: str | os.PathLike) -> str:
 
 
 def model_sizes(cfg: Any) -> dict[str, float]:
-    """Parameter counts of G and D (logged once at step 0; an objective of multi-objective sweeps)."""
-    from transgan_lab.trainers.models import build_discriminator, build_generator
+    """Parameters and forward FLOPs per image of G and D (logged once at step 0; g_params/d_params
+    are also objectives of multi-objective sweeps). Counted on the meta device: no memory used."""
+    from transgan_lab.trainers.flops import model_summary
 
-    G, D = build_generator(cfg), build_discriminator(cfg)
-    return {"g_params": float(sum(p.numel() for p in G.parameters())),
-            "d_params": float(sum(p.numel() for p in D.parameters()))}
+    return {k: float(v) for k, v in model_summary(cfg).items()}
 
 
 class RayTrainReporter:

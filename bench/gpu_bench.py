@@ -1,0 +1,196 @@
+"""One prepared GPU benchmark: correctness and timing of the v2 CIFAR-10 training step in one go.
+
+    python bench/gpu_bench.py --out $OUT            # on the GPU box (torch only: no ray/mlflow/pydantic)
+    python bench/gpu_bench.py --smoke --out /tmp/x  # the same code path on a CPU, tiny sizes
+
+It imports only `transgan_lab.trainers` (torch alone) and reads resolved configs from
+bench/configs/<preset>.json (written by `python bench/gpu_bench.py --write-configs` where the full
+stack is installed). Steps, all in one process, side by side:
+  1. measured bf16 matmul peak of this card (the MFU denominator);
+  2. fast path vs baseline outputs on random inputs (G and D forward, bf16 vs fp32 naive);
+  3. full D+G training step img/s: baseline (naive attention, fp32, eager, host EMA) vs fast
+     (fused SDPA, bf16, torch.compile, fused Adam, on-device EMA); counted FLOPs of one step
+     (torch.utils.flop_counter, attention included) -> model FLOP utilisation; peak memory;
+  4. evaluation throughput: generating 50k images with G_ema (bf16).
+Writes gpu_bench.json under --out with the card's name, versions and every number.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "src"))
+sys.path.insert(0, str(REPO / "bench"))
+
+from transgan_lab.trainers import hashing  # noqa: E402
+from transgan_lab.trainers import train as engine  # noqa: E402
+from transgan_lab.trainers.models import attention, build_discriminator, build_generator  # noqa: E402
+from train_step import SyntheticImages, host_ema, mode_patches, naive_sdpa  # noqa: E402
+
+CONFIGS = REPO / "bench" / "configs"
+PRESETS = ("cifar10-v2", "digits-tiny")
+
+
+def write_configs() -> None:
+    from transgan_lab.platform.config import load_config
+
+    CONFIGS.mkdir(parents=True, exist_ok=True)
+    for p in PRESETS:
+        (CONFIGS / f"{p}.json").write_text(json.dumps(load_config(p).model_dump(mode="json"), indent=1))
+        print(f"wrote {CONFIGS / (p + '.json')}")
+
+
+def load_cfg(preset: str, **overrides):
+    d = json.loads((CONFIGS / f"{preset}.json").read_text())
+    for key, value in overrides.items():
+        node = d
+        *path, last = key.split(".")
+        for part in path:
+            node = node[part]
+        node[last] = value
+    return hashing.as_namespace(d)
+
+
+def sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def matmul_peak_tflops(device, n: int, reps: int) -> float:
+    a = torch.randn(n, n, device=device, dtype=torch.bfloat16)
+    b = torch.randn(n, n, device=device, dtype=torch.bfloat16)
+    for _ in range(3):
+        a @ b
+    sync(device)
+    t0 = time.perf_counter()
+    for _ in range(reps):
+        a @ b
+    sync(device)
+    return 2 * n**3 * reps / (time.perf_counter() - t0) / 1e12
+
+
+def output_agreement(cfg, device) -> dict:
+    torch.manual_seed(0)
+    G, D = build_generator(cfg).to(device).eval(), build_discriminator(cfg).to(device).eval()
+    z = torch.randn(8, G.latent_dim, device=device)
+    with torch.no_grad():
+        with mode_patches("baseline"):
+            g_ref = G(z).float()
+            d_ref = D(g_ref).float()
+        with torch.autocast(device.type, dtype=torch.bfloat16):
+            g_fast = G(z).float()
+            d_fast = D(g_ref).float()
+    rel = lambda a, b: float((a - b).norm() / b.norm().clamp_min(1e-12))  # noqa: E731
+    return {"g_rel_err": rel(g_fast, g_ref), "d_rel_err": rel(d_fast, d_ref), "tolerance": 5e-2}
+
+
+def step_flops(t) -> int:
+    """FLOPs of one full step (forward, backward and the GP double backward, attention included),
+    counted per aten op with torch's FLOP formulas. FlopCounterMode itself cannot be used: its
+    module tracker breaks torch.autograd.grad, which the gradient penalty needs."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+    from torch.utils.flop_counter import flop_registry
+
+    class Count(TorchDispatchMode):
+        total = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            kwargs = kwargs or {}
+            out = func(*args, **kwargs)
+            formula = flop_registry.get(func._overloadpacket)
+            if formula is not None:
+                Count.total += formula(*args, **kwargs, out_val=out)
+            return out
+
+    with Count():
+        t.step({})
+    return int(Count.total)
+
+
+def time_mode(cfg, mode: str, device, *, steps: int, warmup: int, rounds: int, out: Path) -> dict:
+    fast = mode == "fast"
+    cfg.train.precision = "bf16" if fast else "fp32"
+    cfg.train.compile = fast and device.type == "cuda"
+    data = SyntheticImages(max(1024, 4 * cfg.optim.batch_d), cfg.data.channels, cfg.data.resolution)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    with mode_patches("baseline" if not fast else "fp32"):
+        t = engine._Trainer(cfg, None, out_dir=out / mode, device=device, on_step=None, dataset=data)
+        for _ in range(warmup):
+            t.step({})
+        times = []
+        for _ in range(rounds):
+            sync(device)
+            t0 = time.perf_counter()
+            for _ in range(steps):
+                t.step({})
+            sync(device)
+            times.append((time.perf_counter() - t0) / steps)
+    sec = statistics.median(times)
+    img = cfg.optim.n_critic * cfg.optim.batch_d
+    peak_mb = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
+    return {"sec_per_step": sec, "img_per_s": img / sec, "peak_mem_mb": peak_mb, "rounds_s": times, "trainer": t}
+
+
+def eval_throughput(cfg, device, n: int, batch: int) -> dict:
+    G = build_generator(cfg).to(device).eval()
+    gen = torch.Generator().manual_seed(0)
+    sync(device)
+    t0 = time.perf_counter()
+    with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16):
+        for i in range(0, n, batch):
+            z = torch.randn(min(batch, n - i), G.latent_dim, generator=gen).to(device, non_blocking=True)
+            imgs = G(z)
+            ((imgs.float() * 127.5 + 128).clamp(0, 255).to(torch.uint8))
+    sync(device)
+    dt = time.perf_counter() - t0
+    return {"n_images": n, "seconds": dt, "img_per_s": n / dt}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", default=str(REPO / "bench" / "results"))
+    ap.add_argument("--smoke", action="store_true", help="tiny sizes on any device (code-path check)")
+    ap.add_argument("--write-configs", action="store_true", help="refresh bench/configs/*.json (needs the full stack)")
+    args = ap.parse_args(argv)
+    if args.write_configs:
+        write_configs()
+        return 0
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    preset = "digits-tiny" if args.smoke else "cifar10-v2"
+    steps, warmup, rounds = (1, 1, 2) if args.smoke else (5, 3, 3)
+    report: dict = {"benchmark": "gpu_bench", "preset": preset, "smoke": args.smoke, "device": str(device),
+                    "card": torch.cuda.get_device_name(0) if device.type == "cuda" else "cpu",
+                    "torch": torch.__version__, "cuda": torch.version.cuda}
+    report["matmul_peak_bf16_tflops"] = matmul_peak_tflops(device, 1024 if args.smoke else 8192, 5 if args.smoke else 50)
+    report["agreement"] = output_agreement(load_cfg(preset), device)
+    with tempfile.TemporaryDirectory() as tmp:
+        base = time_mode(load_cfg(preset), "baseline", device, steps=steps, warmup=warmup, rounds=rounds, out=Path(tmp))
+        fast = time_mode(load_cfg(preset), "fast", device, steps=steps, warmup=warmup, rounds=rounds, out=Path(tmp))
+        flops = step_flops(base.pop("trainer"))
+        fast.pop("trainer")
+    report["step_flops"] = flops
+    for name, r in (("baseline", base), ("fast", fast)):
+        r["mfu"] = flops / r["sec_per_step"] / (report["matmul_peak_bf16_tflops"] * 1e12)
+        report[name] = r
+    report["speedup"] = fast["img_per_s"] / base["img_per_s"]
+    report["eval_generation"] = eval_throughput(load_cfg(preset), device, 512 if args.smoke else 50_000, 500)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "gpu_bench.json").write_text(json.dumps(report, indent=1))
+    print(json.dumps({k: v for k, v in report.items() if k not in ("baseline", "fast")}, indent=1))
+    print(f"speedup x{report['speedup']:.2f}; MFU fast {fast['mfu']:.3f}; wrote {out / 'gpu_bench.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
