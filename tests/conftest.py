@@ -133,7 +133,11 @@ def ray_runtime():
     if not ray.is_initialized():
         ray.init(
             num_cpus=4,
-            include_dashboard=False,
+            # The dashboard's State API lets Ray Train remove the placement groups of stopped trials;
+            # without it they leak and later trials wait for CPUs forever.
+            include_dashboard=True,
+            dashboard_host="127.0.0.1",
+            dashboard_port=free_port(),
             object_store_memory=300 * 1024**2,
             _temp_dir=str(_SCRATCH / "ray"),
             log_to_driver=False,
