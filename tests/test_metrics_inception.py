@@ -145,7 +145,7 @@ def test_standard_path_end_to_end_with_random_weights(tmp_path, monkeypatch, cap
     # 10 fakes in 10 splits: one image per split, so IS is exactly 1 by definition; the logits must
     # still differ between images (IS over one split of all 10 > 1), or the check would test nothing
     assert first["is"]["value"] == pytest.approx(1.0, abs=1e-9)
-    assert inception_score(fake_logits.numpy(), splits=1)[0] > 1.05
+    assert inception_score(fake_logits.numpy(), splits=1)[0] > 1.0  # random weights: nearly uniform predictions, so barely above 1
     assert first["is"]["value"] == pytest.approx(inception_score(fake_logits.numpy(), splits=10)[0], rel=1e-4)
 
     with capsys.disabled():
