@@ -22,19 +22,7 @@ from transgan_lab.trainers.metrics.fid import feature_stats
 from transgan_lab.trainers.metrics.sampling import generate
 
 
-class TinyG(torch.nn.Module):
-    """A fixed random map z -> 16x16 grey images in (-1, 1) (the generator is an input here)."""
-
-    def __init__(self, latent_dim=8, resolution=16, channels=1):
-        super().__init__()
-        self.latent_dim, self.shape = latent_dim, (channels, resolution, resolution)
-        self.fc = torch.nn.Linear(latent_dim, channels * resolution * resolution)
-        with torch.no_grad():
-            self.fc.weight.copy_(torch.randn(self.fc.weight.shape, generator=torch.Generator().manual_seed(0)))
-            self.fc.bias.zero_()
-
-    def forward(self, z):
-        return torch.tanh(self.fc(z)).view(-1, *self.shape)  # (N, C, H, W)
+from tiny_models import TinyG  # noqa: E402  (shared stand-in generator)
 
 
 def _cfg(tmp_path, **eval_kw):
