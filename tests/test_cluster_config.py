@@ -42,7 +42,7 @@ CLUSTER_FILES = [
     RAYJOB,
     REPO / "scripts" / "submit_job.sh",
     REPO / "scripts" / "cluster_mlflow.sh",
-    REPO / "docs" / "cluster.md",
+    REPO / "README.md",  # the "Run on a cluster" section
 ]
 CLOUD = {"cluster.yaml": ("aws", "s3://"), "cluster-gcp.yaml": ("gcp", "gs://")}
 
