@@ -169,6 +169,7 @@ class TrainConfig(_Section):
     eval_every: int = Field(0, ge=0)  # steps between evaluations; 0 = end only
     precision: Literal["auto", "bf16", "fp32"] = "auto"  # auto = bf16 where the device supports it
     compile: bool = False  # torch.compile the G and D steps
+    activation_checkpointing: bool = False  # recompute block activations in backward: less memory, ~1 more forward
     nan_retries: int = Field(3, ge=0)  # rollbacks on NaN/Inf before giving up
     deterministic: bool = False  # deterministic kernels (CPU resume tests)
 

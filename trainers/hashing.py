@@ -22,6 +22,7 @@ NON_DYNAMIC = (
     "train.eval_every",
     "train.nan_retries",
     "train.compile",
+    "train.activation_checkpointing",
     "data.root",
     "data.download",
     "data.loader_workers",

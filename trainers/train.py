@@ -39,6 +39,7 @@ from torch import nn
 from transgan_lab.trainers import checkpoint as ckpt
 from transgan_lab.trainers import hashing
 from transgan_lab.trainers.ema import ema_beta, update_ema
+from transgan_lab.trainers.models import attention
 
 
 class Reporter(Protocol):
@@ -144,12 +145,6 @@ def _unwrap(m: nn.Module) -> nn.Module:
     return m
 
 
-def _math_sdpa_only() -> bool:
-    """True inside trainers.models.attention.math_sdpa() (the gradient-penalty pass)."""
-    b = torch.backends.cuda
-    return b.math_sdp_enabled() and not (b.flash_sdp_enabled() or b.mem_efficient_sdp_enabled())
-
-
 class _CompiledUnlessDoubleBackward(nn.Module):
     """torch.compile'd forward, except in the gradient-penalty pass: compiled graphs have no
     double backward, so that pass runs the same module eagerly."""
@@ -160,7 +155,7 @@ class _CompiledUnlessDoubleBackward(nn.Module):
         self.compiled = torch.compile(module)
 
     def forward(self, *args, **kwargs):
-        if _math_sdpa_only():
+        if attention.math_sdpa_active():
             return self.module(*args, **kwargs)
         return self.compiled(*args, **kwargs)
 
@@ -234,6 +229,11 @@ class _Trainer:
         )
         G = build_generator(cfg).to(self.device)
         D = build_discriminator(cfg).to(self.device)
+        if getattr(cfg.train, "activation_checkpointing", False):
+            from transgan_lab.trainers.models import set_activation_checkpointing
+
+            set_activation_checkpointing(G)
+            set_activation_checkpointing(D)
         self.G_ema = copy.deepcopy(G).eval().requires_grad_(False)
         fused = self.device.type == "cuda"
         adam = dict(betas=(opt.beta1, opt.beta2), fused=fused) if fused else dict(betas=(opt.beta1, opt.beta2), foreach=True)

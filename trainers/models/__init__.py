@@ -9,6 +9,7 @@ from __future__ import annotations
 from torch import nn
 
 from .attention import math_sdpa, sdpa
+from .blocks import set_activation_checkpointing
 from .locality import locality_width
 
 
@@ -40,4 +41,4 @@ def build_discriminator(cfg) -> nn.Module:
     raise ValueError(f"unknown model.d.arch {arch!r}; use 'vit', 'multiscale' or 'conv'")
 
 
-__all__ = ["build_generator", "build_discriminator", "locality_width", "math_sdpa", "sdpa"]
+__all__ = ["build_generator", "build_discriminator", "locality_width", "math_sdpa", "sdpa", "set_activation_checkpointing"]

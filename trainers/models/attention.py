@@ -35,6 +35,12 @@ def math_sdpa() -> Iterator[None]:
         yield
 
 
+def math_sdpa_active() -> bool:
+    """True inside :func:`math_sdpa` (the gradient-penalty pass)."""
+    b = torch.backends.cuda
+    return b.math_sdp_enabled() and not (b.flash_sdp_enabled() or b.mem_efficient_sdp_enabled())
+
+
 # ------------------------------------------------------------------------------ locality masks
 
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Optional
 
 import torch
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
-from .attention import Attention, CrossAttention
+from .attention import Attention, CrossAttention, math_sdpa, math_sdpa_active
 
 
 class PixelNorm(nn.Module):
@@ -66,6 +68,27 @@ def window_reverse(x: torch.Tensor, *, side: int, window: int) -> torch.Tensor:
     return x.reshape(B, side * side, C)
 
 
+class _ReentrantMathSDPA:
+    """math_sdpa() as a context that may be entered again (checkpoint recomputes once per backward)."""
+
+    def __init__(self):
+        self._stack: list = []
+
+    def __enter__(self):
+        cm = math_sdpa()
+        cm.__enter__()
+        self._stack.append(cm)
+
+    def __exit__(self, *exc):
+        return self._stack.pop().__exit__(*exc)
+
+
+def _same_kernels():
+    """Checkpoint contexts (forward, recompute): the recomputation in backward runs outside the
+    forward's math-SDPA context, so it is re-entered there (same kernel, same saved tensors)."""
+    return contextlib.nullcontext(), (_ReentrantMathSDPA() if math_sdpa_active() else contextlib.nullcontext())
+
+
 class Block(nn.Module):
     """Pre-norm transformer block: [x += CrossAttn(x, latents)]; x += Attn(Norm(x)); x += MLP(Norm(x)).
 
@@ -107,6 +130,10 @@ class Block(nn.Module):
         )
         self.norm2 = make_norm(norm, dim)
         self.mlp = MLP(dim=dim, ratio=mlp_ratio, act=act)
+        # Activation checkpointing: keep only the block's input for backward and recompute the
+        # rest (set by set_activation_checkpointing). Non-reentrant, so the gradient penalty's
+        # double backward works through it, and the RNG is replayed (noise injection matches).
+        self.recompute = False
 
     def forward(
         self,
@@ -114,6 +141,11 @@ class Block(nn.Module):
         mask: Optional[torch.Tensor] = None,  # additive mask over the attended tokens (window-local with windows)
         context: Optional[torch.Tensor] = None,  # (B, T, Cc) latent tokens for self-modulation
     ) -> torch.Tensor:
+        if self.recompute and torch.is_grad_enabled():
+            return checkpoint(self._forward, x, mask, context, use_reentrant=False, context_fn=_same_kernels)
+        return self._forward(x, mask, context)
+
+    def _forward(self, x: torch.Tensor, mask: Optional[torch.Tensor], context: Optional[torch.Tensor]) -> torch.Tensor:
         if self.cross is not None:
             x = x + self.cross(x, context)
         h = self.norm1(x)
@@ -125,3 +157,14 @@ class Block(nn.Module):
             h = self.attn(h, mask)
         x = x + h
         return x + self.mlp(self.norm2(x))
+
+
+def set_activation_checkpointing(model: nn.Module, enabled: bool = True) -> int:
+    """Recompute every transformer block's activations in backward instead of storing them
+    (memory for about one extra forward). Returns the number of blocks switched."""
+    n = 0
+    for m in model.modules():
+        if isinstance(m, Block):
+            m.recompute = enabled
+            n += 1
+    return n
