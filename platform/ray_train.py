@@ -268,6 +268,42 @@ def init_ray(address: Optional[str] = None, *, num_cpus: Optional[int] = None, l
              object_store_memory=300 * 1024**2, log_to_driver=log_to_driver)
 
 
+def reap_orphaned_placement_groups() -> list[str]:
+    """Remove placement groups whose creating actor is dead; return their ids (hex).
+
+    A placement group lives as long as the *job* that created it, not the actor: the worker-group
+    group a Train controller actor creates inside a Tune trial outlives that trial when the trial is
+    stopped by ASHA or fails and its controller dies without tidying up. Ray's own detached
+    cleaner actor covers this only when its State API query answers in time (on a loaded machine it
+    often does not), so the sweep driver, which owns the job, reaps them itself: a group that was
+    created by an actor (the driver's own groups have no creating actor), whose creator is dead and
+    which is not detached is reserved for nobody and is removed. Only this job's groups are
+    touched (other jobs on a shared cluster are theirs to manage). Needs a connected Ray runtime.
+    """
+    import ray
+    from ray._private.state import state
+    from ray.core.generated import gcs_pb2
+    from ray.util.placement_group import PlacementGroup, remove_placement_group
+
+    job = ray.get_runtime_context().get_job_id()
+    removed = []
+    for raw in state._connect_and_get_accessor().get_placement_group_table():
+        pg = gcs_pb2.PlacementGroupTableData.FromString(raw)
+        if ray.JobID(pg.creator_job_id).hex() != job:
+            continue
+        if pg.state == gcs_pb2.PlacementGroupTableData.REMOVED or pg.is_detached:
+            continue
+        if ray.ActorID(pg.creator_actor_id).is_nil() or not pg.creator_actor_dead:
+            continue
+        pg_id = ray.PlacementGroupID(pg.placement_group_id)
+        try:
+            remove_placement_group(PlacementGroup(pg_id))
+        except Exception:  # removed meanwhile (by Ray's own cleaner): nothing left to do
+            continue
+        removed.append(pg_id.hex())
+    return removed
+
+
 def run_train_ray(
     cfg: ExperimentConfig,
     *,

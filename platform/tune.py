@@ -37,6 +37,7 @@ from transgan_lab.platform.ray_train import (
     best_checkpoint_uri,
     init_ray,
     metric_mode,
+    reap_orphaned_placement_groups,
     storage_path_for,
 )
 
@@ -258,6 +259,38 @@ def _progress_callback(primary: str, total: int):
     return Progress()
 
 
+def _reaper_callback(every_s: float = 2.0):
+    from ray.tune import Callback
+
+    class PlacementGroupReaper(Callback):
+        """Frees the worker-group placement groups that stopped or failed trials leave behind.
+
+        Without it a sweep with failures or ASHA stops slowly runs out of reservable CPUs/GPUs and
+        then waits forever (see ``reap_orphaned_placement_groups``). Runs in the sweep driver after
+        every trial end and at most every ``every_s`` seconds of the Tune loop.
+        """
+
+        def __init__(self):
+            self.last = 0.0
+            self.reaped = 0
+
+        def _reap(self) -> None:
+            self.last = time.monotonic()
+            self.reaped += len(reap_orphaned_placement_groups())
+
+        def on_step_end(self, iteration, trials, **info):
+            if time.monotonic() - self.last >= every_s:
+                self._reap()
+
+        def on_trial_complete(self, iteration, trials, trial, **info):
+            self._reap()
+
+        def on_trial_error(self, iteration, trials, trial, **info):
+            self._reap()
+
+    return PlacementGroupReaper()
+
+
 # ------------------------------------------------------------------------------------ sweep
 
 
@@ -429,7 +462,7 @@ def run_sweep(
     # Tune's own result files, without its TensorBoard logger (MLflow is the tracker here; TBX
     # also warns about the +inf primary value reported before a trial's first evaluation).
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
-    callbacks = [CSVLoggerCallback(), JsonLoggerCallback()]
+    callbacks = [CSVLoggerCallback(), JsonLoggerCallback(), _reaper_callback()]
     if progress:
         callbacks.append(_progress_callback(primary, num_samples))
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "2")  # small sweeps: save state often (restore loses less)
