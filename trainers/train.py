@@ -478,6 +478,7 @@ def train(
 ) -> dict:
     """Train until cfg.train.kimg; return the final status (also written to status.json)."""
     reporter = reporter or NullReporter()
+    t_enter, started_at = time.perf_counter(), time.time()
     t = _Trainer(cfg, reporter, out_dir=out_dir, device=device, on_step=on_step, dataset=dataset)
     out, rank = t.out, t.rank
     if resume is not None:
@@ -595,6 +596,9 @@ def train(
         "config_changes": t.state.config_changes,
         "resumed_from": t.resumed_from,
         "maintenance_s": t_maint,
+        "wall_s": time.perf_counter() - t_enter,  # everything inside train(): setup, steps, evaluation, saving
+        "started_at": started_at,
+        "ended_at": time.time(),
     }
     if status == "diverged":
         result["message"] = (
