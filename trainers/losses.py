@@ -54,8 +54,10 @@ def d_loss(
     kind = loss_cfg.kind
     _check_kind(kind)
     fake = fake.detach()
-    d_real = D(aug(real)).float()
-    d_fake = D(aug(fake)).float()
+    # One D pass over real and fake together: per-sample the same computation (D has no
+    # batch-coupled layers), with half the calls and GEMMs twice as tall (faster on CPUs and GPUs).
+    real_a, fake_a = aug(real), aug(fake)
+    d_real, d_fake = D(torch.cat([real_a, fake_a])).float().split([len(real_a), len(fake_a)])
     zero = d_real.new_zeros(())
     gp = zero
     if kind in ("wgan-gp-eps", "wgan-gp"):

@@ -115,6 +115,9 @@ class TransGANGenerator(nn.Module):
         self._mask_cache: dict = {}
 
     # The mask side is the grid the masked block attends over (the window with grid attention).
+    # Kept out of torch.compile: a graph break here costs nothing, while tracing the cache lookup
+    # made every new cache entry a guard failure and hit the recompile limit within a few steps.
+    @torch.compiler.disable
     def _locality_mask(self, width: int, device: torch.device) -> torch.Tensor:
         key = (int(width), str(device))
         mask = self._mask_cache.get(key)
