@@ -11,7 +11,9 @@ stack is installed). Steps, all in one process, side by side:
   3. full D+G training step img/s: baseline (naive attention, fp32, eager, host EMA) vs fast
      (fused SDPA, bf16, torch.compile, fused Adam, on-device EMA); counted FLOPs of one step
      (torch.utils.flop_counter, attention included) -> model FLOP utilisation; peak memory;
-  4. evaluation throughput: generating 50k images with G_ema (bf16).
+  4. evaluation throughput: generating 50k images with G_ema (bf16);
+  5. memory at the paper's batch for the STL-10 48x48 and CelebA 64x64 presets: peak memory of a
+     fast training step without and with activation checkpointing (an out-of-memory is recorded).
 Writes gpu_bench.json under --out with the card's name, versions and every number.
 """
 
@@ -37,7 +39,8 @@ from transgan_lab.trainers.models import attention, build_discriminator, build_g
 from train_step import SyntheticImages, host_ema, mode_patches, naive_sdpa  # noqa: E402
 
 CONFIGS = REPO / "bench" / "configs"
-PRESETS = ("cifar10-v2", "digits-tiny")
+PRESETS = ("cifar10-v2", "digits-tiny", "stl10-xl", "celeba64-xl")
+MEMORY_PRESETS = ("stl10-xl", "celeba64-xl")
 
 
 def write_configs() -> None:
@@ -156,6 +159,25 @@ def eval_throughput(cfg, device, n: int, batch: int) -> dict:
     return {"n_images": n, "seconds": dt, "img_per_s": n / dt}
 
 
+def memory_at_paper_batch(preset: str, device, out: Path) -> dict:
+    """Peak memory of one fast training step, without and with activation checkpointing."""
+    res = {}
+    for ac in (False, True):
+        cfg = load_cfg(preset)
+        cfg.train.activation_checkpointing = ac
+        key = "checkpointed" if ac else "plain"
+        try:
+            r = time_mode(cfg, "fast", device, steps=1, warmup=1, rounds=1, out=out / f"{preset}-{key}")
+            r.pop("trainer")
+            res[key] = {"ok": True, **r}
+        except torch.OutOfMemoryError as e:
+            res[key] = {"ok": False, "error": f"out of memory: {str(e).splitlines()[0]}"}
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+    res["batch_d"], res["batch_g"] = cfg.optim.batch_d, cfg.optim.batch_g
+    return res
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default=str(REPO / "bench" / "results"))
@@ -184,6 +206,9 @@ def main(argv=None) -> int:
         report[name] = r
     report["speedup"] = fast["img_per_s"] / base["img_per_s"]
     report["eval_generation"] = eval_throughput(load_cfg(preset), device, 512 if args.smoke else 50_000, 500)
+    with tempfile.TemporaryDirectory() as tmp:
+        report["memory"] = {p: memory_at_paper_batch(p, device, Path(tmp))
+                            for p in (("digits-tiny",) if args.smoke else MEMORY_PRESETS)}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "gpu_bench.json").write_text(json.dumps(report, indent=1))

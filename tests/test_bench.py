@@ -1,0 +1,76 @@
+"""The benchmarks' correctness side (never their timings): the fast path agrees with the faithful
+baseline, and the prepared GPU script and the CPU step benchmark run end to end and write JSON.
+
+`bench/gpu_bench.py --smoke` runs the GPU script's whole code path (matmul peak, agreement,
+baseline vs fast step, FLOP count, generation, memory with and without activation checkpointing)
+on this CPU with the tiny preset; the card itself is exercised only where a GPU is lent.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "bench"))
+
+import gpu_bench  # noqa: E402
+
+
+@pytest.mark.parametrize("preset", ["digits-tiny", "cifar10-v2"])  # v2: relative bias and window-free 32x32
+def test_fast_path_matches_baseline_within_bf16_tolerance(preset):
+    """G and D outputs on random latents: naive fp32 attention (the baseline) vs fused SDPA under
+    bf16 autocast (the fast path). bf16 keeps 8 bits of mantissa, so a relative error of a few
+    1e-3 is expected; it must be non-zero (bf16 really ran) and below the 5e-2 tolerance."""
+    from transgan_lab.platform.config import load_config
+    from transgan_lab.trainers import hashing
+
+    cfg = hashing.as_namespace(load_config(preset).model_dump(mode="json"))
+    r = gpu_bench.output_agreement(cfg, torch.device("cpu"))
+    print(preset, r)
+    for key in ("g_rel_err", "d_rel_err"):
+        assert 0 < r[key] < r["tolerance"], (key, r)
+
+
+def test_activation_checkpointing_cuts_gpu_bench_memory_path(tmp_path):
+    """The GPU script's memory step on the tiny preset: both variants train (no error)."""
+    r = gpu_bench.memory_at_paper_batch("digits-tiny", torch.device("cpu"), tmp_path)
+    assert r["plain"]["ok"] and r["checkpointed"]["ok"] and r["plain"]["img_per_s"] > 0
+    assert (r["batch_d"], r["batch_g"]) == (64, 64)
+
+
+@pytest.mark.slow
+def test_gpu_script_smoke_writes_the_full_report(tmp_path):
+    p = subprocess.run([sys.executable, str(REPO / "bench" / "gpu_bench.py"), "--smoke", "--out", str(tmp_path)],
+                       capture_output=True, text=True, timeout=900, cwd=REPO)
+    assert p.returncode == 0, p.stderr[-3000:]
+    rep = json.loads((tmp_path / "gpu_bench.json").read_text())
+    assert rep["smoke"] and rep["card"] == "cpu" and rep["preset"] == "digits-tiny"
+    assert rep["matmul_peak_bf16_tflops"] > 0 and rep["step_flops"] > 0
+    for mode in ("baseline", "fast"):
+        assert rep[mode]["img_per_s"] > 0 and 0 < rep[mode]["mfu"] < 1
+    assert rep["agreement"]["g_rel_err"] < rep["agreement"]["tolerance"]
+    assert rep["eval_generation"]["n_images"] == 512
+    assert set(rep["memory"]) == {"digits-tiny"} and rep["memory"]["digits-tiny"]["checkpointed"]["ok"]
+
+
+@pytest.mark.slow
+def test_train_step_benchmark_writes_json(tmp_path):
+    out = tmp_path / "ts.json"
+    p = subprocess.run([sys.executable, str(REPO / "bench" / "train_step.py"), "--presets", "digits-tiny",
+                        "--modes", "baseline,fp32", "--rounds", "1", "--steps", "1", "--warmup", "0",
+                        "--set", "optim.n_critic=1", "--out", str(out)],
+                       capture_output=True, text=True, timeout=900, cwd=REPO)
+    assert p.returncode == 0, p.stderr[-3000:]
+    rep = json.loads(out.read_text())
+    (preset,) = rep["presets"]
+    assert preset["preset"] == "digits-tiny" and preset["img_per_step"] == 64
+    assert set(preset["modes"]) == {"baseline", "fp32"}
+    assert preset["modes"]["baseline"]["speedup_vs_baseline"] == 1.0
+    assert all(m["img_per_s"] > 0 for m in preset["modes"].values())
+    assert rep["machine"]["cpu_capability"]
