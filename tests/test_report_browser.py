@@ -154,7 +154,7 @@ async def _drive_ui(port: int, sweep: dict, shot: Path) -> tuple[dict, dict]:
                 f"(() => {{ const b = document.querySelector('{parent_row} [col-id*=\"Run Name\"] button');"
                 " if (!b) return false; b.click(); return true; })()")
             assert clicked, "no expander button in the sweep parent's Run Name cell (runs are not nested)"
-            child_ids = [v for k, v in sweep["ids"].items() if k != SWEEP_ID]
+            child_ids = [v for v in sweep["ids"].values() if v != sweep["parent"]]
             await wait_for(" && ".join(f"!!document.querySelector('[row-id=\"{i}\"]')" for i in child_ids), "the nested trial rows")
             await asyncio.sleep(1.0)
             # where each run's name link is drawn: nested runs are indented under their parent
@@ -180,7 +180,8 @@ async def _drive_ui(port: int, sweep: dict, shot: Path) -> tuple[dict, dict]:
             return layout, compare
 
 
-def test_mlflow_ui_nests_trials_under_the_sweep_with_params(chromium, sweep, shots, tmp_path):
+def mlflow_ui_views(chromium: Path, sweep: dict, shot: Path, tmp_path: Path) -> tuple[dict, dict]:
+    """Drive a fresh headless Chromium through the MLflow UI of ``sweep``: (runs layout, compare view)."""
     profile = tmp_path / "profile"
     log = open(tmp_path / "chromium.log", "wb")
     proc = subprocess.Popen([str(chromium), *FLAGS, f"--user-data-dir={profile}", "--remote-debugging-port=0",
@@ -193,10 +194,14 @@ def test_mlflow_ui_nests_trials_under_the_sweep_with_params(chromium, sweep, sho
             assert proc.poll() is None, f"chromium exited with {proc.returncode}"
             time.sleep(0.2)
         port = int(port_file.read_text().split()[0])
-        layout, compare = asyncio.run(_drive_ui(port, sweep, shots / "mlflow-runs.png"))
+        return asyncio.run(_drive_ui(port, sweep, shot))
     finally:
         stop_process(proc)
         log.close()
+
+
+def test_mlflow_ui_nests_trials_under_the_sweep_with_params(chromium, sweep, shots, tmp_path):
+    layout, compare = mlflow_ui_views(chromium, sweep, shots / "mlflow-runs.png", tmp_path)
 
     # the parent row first, every trial below it and indented further (nested under the sweep)
     parent = layout[sweep["parent"]]
