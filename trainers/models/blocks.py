@@ -83,10 +83,11 @@ class _ReentrantMathSDPA:
         return self._stack.pop().__exit__(*exc)
 
 
-def _same_kernels():
-    """Checkpoint contexts (forward, recompute): the recomputation in backward runs outside the
-    forward's math-SDPA context, so it is re-entered there (same kernel, same saved tensors)."""
-    return contextlib.nullcontext(), (_ReentrantMathSDPA() if math_sdpa_active() else contextlib.nullcontext())
+def _math_sdpa_recompute():
+    """Checkpoint contexts (forward, recompute) for the gradient-penalty pass: the recomputation in
+    backward runs outside the forward's math-SDPA context, so it is re-entered there (same kernel,
+    same saved tensors)."""
+    return contextlib.nullcontext(), _ReentrantMathSDPA()
 
 
 class Block(nn.Module):
@@ -142,7 +143,9 @@ class Block(nn.Module):
         context: Optional[torch.Tensor] = None,  # (B, T, Cc) latent tokens for self-modulation
     ) -> torch.Tensor:
         if self.recompute and torch.is_grad_enabled():
-            return checkpoint(self._forward, x, mask, context, use_reentrant=False, context_fn=_same_kernels)
+            if math_sdpa_active():  # only eager passes get here (torch.compile takes no custom context_fn)
+                return checkpoint(self._forward, x, mask, context, use_reentrant=False, context_fn=_math_sdpa_recompute)
+            return checkpoint(self._forward, x, mask, context, use_reentrant=False)
         return self._forward(x, mask, context)
 
     def _forward(self, x: torch.Tensor, mask: Optional[torch.Tensor], context: Optional[torch.Tensor]) -> torch.Tensor:
