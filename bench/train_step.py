@@ -109,7 +109,8 @@ def time_steps(t, mode: str, steps: int) -> float:
         t0 = time.perf_counter()
         for _ in range(steps):
             t.step(acc)
-        torch.stack([torch.as_tensor(v) for v in acc.values()]).sum().item()  # wait for the device
+        if acc:
+            torch.stack([torch.as_tensor(v) for v in acc.values()]).sum().item()  # wait for the device
         if t.device.type == "cuda":
             torch.cuda.synchronize()
     return time.perf_counter() - t0

@@ -53,7 +53,9 @@ def test_gpu_script_smoke_writes_the_full_report(tmp_path):
     assert rep["smoke"] and rep["card"] == "cpu" and rep["preset"] == "digits-tiny"
     assert rep["matmul_peak_bf16_tflops"] > 0 and rep["step_flops"] > 0
     for mode in ("baseline", "fast"):
-        assert rep[mode]["img_per_s"] > 0 and 0 < rep[mode]["mfu"] < 1
+        # (MFU is against the bf16 matmul peak: on a card it is < 1; on a CPU without native bf16
+        # that peak is the emulated rate, so only its sign is checked here)
+        assert rep[mode]["img_per_s"] > 0 and rep[mode]["mfu"] > 0
     assert rep["agreement"]["g_rel_err"] < rep["agreement"]["tolerance"]
     assert rep["eval_generation"]["n_images"] == 512
     assert set(rep["memory"]) == {"digits-tiny"} and rep["memory"]["digits-tiny"]["checkpointed"]["ok"]
