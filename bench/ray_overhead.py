@@ -48,7 +48,7 @@ def one_sweep(cfg, out: Path, name: str) -> dict:
     reports = sum(1 for _ in status.with_name("metrics.jsonl").open())
     assert res.table["status"].tolist() == ["TERMINATED"], res.table
     return {"sweep_wall_s": wall, "engine_wall_s": engine["wall_s"], "overhead_s": wall - engine["wall_s"],
-            "before_engine_s": engine["started_at"] - w0, "after_engine_s": w1 - engine["ended_at"],
+            "before_engine_s": engine["started_at"] - w0, "after_engine_s": w1 - (engine["started_at"] + engine["wall_s"]),
             "reports": reports, "steps": engine["step"], "kimg": engine["kimg"]}
 
 

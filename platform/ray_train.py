@@ -260,10 +260,8 @@ def init_ray(address: Optional[str] = None, *, num_cpus: Optional[int] = None, l
     # A busy machine can take long to register the raylet; the default wait (~10 s) is too short there.
     os.environ.setdefault("RAY_raylet_start_wait_time_s", "120")
     # address="local": always a fresh runtime of our own, never another user's cluster on this machine.
-    # The dashboard (bound to 127.0.0.1) must run: Ray Train's PlacementGroupCleaner asks its State API
-    # whether a trial's controller is alive, and without it the worker group's placement group of an
-    # ASHA-stopped or failed trial is never removed -- its CPUs/GPUs stay reserved and later trials wait
-    # forever.
+    # The dashboard (bound to 127.0.0.1) serves Ray's State API, which Ray Train's own placement-group
+    # cleaner asks; sweeps do not rely on it alone (see reap_orphaned_placement_groups).
     ray.init(address="local", num_cpus=num_cpus, include_dashboard=True, dashboard_host="127.0.0.1",
              object_store_memory=300 * 1024**2, log_to_driver=log_to_driver)
 

@@ -272,11 +272,10 @@ def _reaper_callback(every_s: float = 2.0):
 
         def __init__(self):
             self.last = 0.0
-            self.reaped = 0
 
         def _reap(self) -> None:
             self.last = time.monotonic()
-            self.reaped += len(reap_orphaned_placement_groups())
+            reap_orphaned_placement_groups()
 
         def on_step_end(self, iteration, trials, **info):
             if time.monotonic() - self.last >= every_s:

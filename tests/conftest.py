@@ -133,8 +133,8 @@ def ray_runtime():
     if not ray.is_initialized():
         ray.init(
             num_cpus=4,
-            # The dashboard's State API lets Ray Train remove the placement groups of stopped trials;
-            # without it they leak and later trials wait for CPUs forever.
+            # As init_ray starts it: with the dashboard (its State API serves Ray Train's own
+            # placement-group cleaner), on 127.0.0.1.
             include_dashboard=True,
             dashboard_host="127.0.0.1",
             dashboard_port=free_port(),

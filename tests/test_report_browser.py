@@ -75,20 +75,27 @@ def _chromium(args: list[str], profile: Path, timeout_s: float = 180) -> subproc
                           timeout=timeout_s, start_new_session=True)
 
 
-def test_report_renders_in_chromium(chromium, sweep, shots, tmp_path):
-    from PIL import Image, ImageStat
-
-    out = tmp_path / "report.html"
+def render_report(sweep_id: str, uri: str, out: Path, profile: Path) -> tuple[str, str, int]:
+    """`transgan-lab report` (the console script) for ``sweep_id``, then Chromium's DOM of it once
+    every image has decoded: (html, dom, number of images)."""
     cli = Path(sys.executable).parent / "transgan-lab"
-    r = subprocess.run([str(cli), "report", SWEEP_ID, "--tracking-uri", sweep["uri"], "--out", str(out)],
+    r = subprocess.run([str(cli), "report", sweep_id, "--tracking-uri", uri, "--out", str(out)],
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     html = out.read_text()
     n_img = html.count("<img ")
-    assert n_img >= 5 and "src=\"http" not in html and "<link" not in html  # self-contained
-
-    dom = _chromium(["--virtual-time-budget=15000", "--dump-dom", out.as_uri()], tmp_path / "p1").stdout
+    assert "src=\"http" not in html  # images inlined
+    dom = _chromium(["--virtual-time-budget=15000", "--dump-dom", out.as_uri()], profile).stdout
     assert f'data-images-loaded="{n_img}/{n_img}"' in dom, dom[:500]
+    return html, dom, n_img
+
+
+def test_report_renders_in_chromium(chromium, sweep, shots, tmp_path):
+    from PIL import Image, ImageStat
+
+    out = tmp_path / "report.html"
+    html, dom, n_img = render_report(SWEEP_ID, sweep["uri"], out, tmp_path / "p1")
+    assert n_img >= 5 and "<link" not in html  # self-contained
     assert re.search(rf'id="tgl-render-status">images-ok {n_img}/{n_img}<', dom)
     rows = re.findall(r'<tr class="row">(.*?)</tr>', dom, flags=re.S)
     assert len(rows) == 5  # the five scored trials; the failed one is not ranked

@@ -597,8 +597,7 @@ def train(
         "resumed_from": t.resumed_from,
         "maintenance_s": t_maint,
         "wall_s": time.perf_counter() - t_enter,  # everything inside train(): setup, steps, evaluation, saving
-        "started_at": started_at,
-        "ended_at": time.time(),
+        "started_at": started_at,  # wall clock (time.time) at entry; the end is started_at + wall_s
     }
     if status == "diverged":
         result["message"] = (

@@ -11,9 +11,8 @@ that, so :func:`math_sdpa` forces it for that pass.
 
 from __future__ import annotations
 
-import contextlib
 import math
-from typing import Iterator, Optional
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -28,11 +27,22 @@ def sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, attn_bias: Optional[
     return F.scaled_dot_product_attention(q, k, v, attn_mask=attn_bias)
 
 
-@contextlib.contextmanager
-def math_sdpa() -> Iterator[None]:
-    """Force the math SDPA backend (twice differentiable) for passes that need a double backward."""
-    with sdpa_kernel(SDPBackend.MATH):
-        yield
+class math_sdpa:
+    """Force the math SDPA backend (twice differentiable) for passes that need a double backward.
+
+    ``with math_sdpa(): ...``. One instance may be entered again, even while entered (activation
+    checkpointing re-enters it for each recomputation in backward)."""
+
+    def __init__(self) -> None:
+        self._entered: list = []
+
+    def __enter__(self) -> None:
+        cm = sdpa_kernel(SDPBackend.MATH)
+        cm.__enter__()
+        self._entered.append(cm)
+
+    def __exit__(self, *exc) -> None:
+        self._entered.pop().__exit__(*exc)
 
 
 def math_sdpa_active() -> bool:

@@ -68,26 +68,11 @@ def window_reverse(x: torch.Tensor, *, side: int, window: int) -> torch.Tensor:
     return x.reshape(B, side * side, C)
 
 
-class _ReentrantMathSDPA:
-    """math_sdpa() as a context that may be entered again (checkpoint recomputes once per backward)."""
-
-    def __init__(self):
-        self._stack: list = []
-
-    def __enter__(self):
-        cm = math_sdpa()
-        cm.__enter__()
-        self._stack.append(cm)
-
-    def __exit__(self, *exc):
-        return self._stack.pop().__exit__(*exc)
-
-
 def _math_sdpa_recompute():
     """Checkpoint contexts (forward, recompute) for the gradient-penalty pass: the recomputation in
     backward runs outside the forward's math-SDPA context, so it is re-entered there (same kernel,
     same saved tensors)."""
-    return contextlib.nullcontext(), _ReentrantMathSDPA()
+    return contextlib.nullcontext(), math_sdpa()
 
 
 class Block(nn.Module):
