@@ -41,7 +41,7 @@ class DataConfig(_Section):
     hflip: bool = False  # random horizontal flip (the paper's photos; never for digits)
     download: bool = False  # fetch the files when the network allows
     upscale: Literal["bilinear", "bicubic", "nearest"] = "bilinear"  # digits 8x8 -> resolution
-    loader_workers: int = Field(0, ge=0)  # DataLoader worker processes
+    loader_workers: int = Field(0, ge=0)  # threads decoding image files (celeba, folder); 0/1 = one
 
 
 # --------------------------------------------------------------------------------------- models

@@ -17,6 +17,7 @@ import struct
 import tarfile
 import threading
 from pathlib import Path
+import threading
 from types import SimpleNamespace
 
 import numpy as np
@@ -387,6 +388,28 @@ def test_folder_recursive_formats_and_exact_values(tmp_path):
     assert (ds[0] - smooth_ref).abs().mean() < 0.03  # jpeg: lossy but close
     grey = build_dataset(cfg(dataset="folder", root=str(tmp_path), resolution=8, channels=1))
     assert grey.get_batch([0, 1]).shape == (2, 1, 8, 8)
+
+
+def test_loader_workers_decode_in_parallel_to_the_same_batch(tmp_path, celeba_root):
+    """data.loader_workers threads give the batch one thread gives, and a bad file still names itself."""
+    rng = np.random.RandomState(5)
+    for i in range(12):  # mixed sizes and formats, so the decode times differ and threads finish out of order
+        a = rng.randint(0, 256, size=(20 + 7 * i, 30 + 3 * i, 3)).astype(np.uint8)
+        Image.fromarray(a).save(tmp_path / f"{i:02d}.{'png' if i % 2 else 'jpg'}")
+    serial = build_dataset(cfg(dataset="folder", root=str(tmp_path), resolution=16, channels=3))
+    threaded = build_dataset(cfg(dataset="folder", root=str(tmp_path), resolution=16, channels=3, loader_workers=3))
+    order = [11, 0, 5, 5, 3, 9, 2, 8, 1, 10, 4, 7, 6]
+    before = {t.name for t in threading.enumerate()}
+    torch.testing.assert_close(threaded.get_batch(order), serial.get_batch(order), rtol=0, atol=0)
+    started = {t.name for t in threading.enumerate()} - before
+    assert any(n.startswith("folder-decode") for n in started), started  # the threaded path ran
+    faces = build_dataset(cfg(dataset="celeba", root=str(celeba_root), resolution=32, channels=3, loader_workers=2))
+    torch.testing.assert_close(faces.get_batch([2, 0, 1]),
+                               build_dataset(cfg(dataset="celeba", root=str(celeba_root), resolution=32, channels=3))
+                               .get_batch([2, 0, 1]), rtol=0, atol=0)
+    (tmp_path / "05.png").write_bytes((tmp_path / "05.png").read_bytes()[:60])  # truncated
+    with pytest.raises(DatasetError, match=r"cannot read .*05.png .*truncated"):
+        threaded.get_batch([0, 5, 6])
 
 
 def test_folder_empty_or_missing(tmp_path):
