@@ -39,11 +39,9 @@ from transgan_lab.trainers.models import attention  # noqa: E402
 
 MODES = ("baseline", "fp32", "fp32+compile", "bf16", "bf16+compile")
 # On a CPU the CIFAR-sized step runs at a quarter of the paper's batch (same model, same n_critic),
-# so that the bf16 modes -- emulated, and ~10x slower, on CPUs without native bf16 -- finish.
+# so that the bf16 modes -- emulated, and ~10x slower, on CPUs without native bf16 -- finish
+# (a bf16 cifar10-s step takes minutes there).
 CPU_OVERRIDES = {"cifar10-s": ["optim.batch_d=8", "optim.batch_g=16"]}
-# Modes skipped on a CPU without native bf16 (bf16 matmul is ~100x slower than fp32 there): a
-# CIFAR-sized bf16 step takes minutes; the tiny preset already measures what bf16 does on it.
-CPU_SKIP_WITHOUT_BF16 = {"cifar10-s": ("bf16", "bf16+compile")}
 
 
 class SyntheticImages(torch.utils.data.Dataset):
@@ -143,13 +141,15 @@ def bench_preset(preset: str, *, rounds: int, steps: int, warmup: int, modes, de
             "n_critic": cfg.optim.n_critic, "img_per_step": img_per_step, "modes": results}
 
 
-def matmul_gflops(device: str, n: int = 1024, reps: int = 5) -> dict:
-    """This device's measured fp32 and bf16 matmul rates: what bounds each precision's step."""
+def matmul_gflops(device: str, n: int = 1024, reps: int = 5, dtypes=("fp32", "bf16")) -> dict:
+    """This device's measured matmul rate per precision (GFLOP/s): what bounds each precision's step."""
     out = {}
-    for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+    for name in dtypes:
+        dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[name]
         a = torch.randn(n, n, device=device, dtype=dtype)
         b = torch.randn(n, n, device=device, dtype=dtype)
-        a @ b
+        for _ in range(3):
+            a @ b
         if device.startswith("cuda"):
             torch.cuda.synchronize()
         t0 = time.perf_counter()
@@ -187,13 +187,9 @@ def main(argv=None) -> int:
     print("matmul GFLOP/s: " + ", ".join(f"{k} {v:.1f}" for k, v in report["matmul_gflops"].items()), flush=True)
     out = Path(args.out or REPO / "bench" / "results" / f"train_step_{'cuda' if args.device.startswith('cuda') else 'cpu'}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
-    slow_bf16 = args.device == "cpu" and report["matmul_gflops"]["bf16"] < 0.1 * report["matmul_gflops"]["fp32"]
     for preset in args.presets.split(","):
-        skip = CPU_SKIP_WITHOUT_BF16.get(preset, ()) if slow_bf16 else ()
-        r = bench_preset(preset, rounds=args.rounds, steps=args.steps, warmup=args.warmup,
-                         modes=[m for m in modes if m not in skip], device=args.device, overrides=args.overrides)
-        if skip:
-            r["skipped"] = {m: "bf16 is emulated on this CPU (matmul bf16 < 10% of fp32)" for m in skip if m in modes}
+        r = bench_preset(preset, rounds=args.rounds, steps=args.steps, warmup=args.warmup, modes=modes,
+                         device=args.device, overrides=args.overrides)
         report["presets"].append(r)
         out.write_text(json.dumps(report, indent=1))  # after every preset: an interrupted run keeps what it measured
         for m, v in r["modes"].items():
