@@ -8,19 +8,23 @@ bench/configs/<preset>.json (written by `python bench/gpu_bench.py --write-confi
 stack is installed). Steps, all in one process, side by side:
   1. measured bf16 matmul peak of this card (the MFU denominator);
   2. fast path vs baseline outputs on random inputs (G and D forward, bf16 vs fp32 naive);
-  3. full D+G training step img/s: baseline (naive attention, fp32, eager, host EMA) vs fast
-     (fused SDPA, bf16, torch.compile, fused Adam, on-device EMA); counted FLOPs of one step
+  3. full D+G training step img/s: baseline (naive attention, fp32, eager, host EMA) vs the fast
+     path eager (fused SDPA, bf16, fused Adam, on-device EMA) and with torch.compile ("fast");
+     counted FLOPs of one step
      (torch.utils.flop_counter, attention included) -> model FLOP utilisation; peak memory;
   4. evaluation throughput: generating 50k images with G_ema (bf16);
   5. memory at the paper's batch for the STL-10 48x48 and CelebA 64x64 presets: peak memory of a
-     fast training step without and with activation checkpointing (an out-of-memory is recorded).
-Writes gpu_bench.json under --out with the card's name, versions and every number.
+     bf16 eager training step without and with activation checkpointing (an out-of-memory is recorded).
+Writes gpu_bench.json under --out with the card's name, versions and every number, after every
+step (a failing step is recorded under "errors" and the rest still run; the exit status is then 1).
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import json
+import shutil
 import statistics
 import sys
 import tempfile
@@ -35,8 +39,8 @@ sys.path.insert(0, str(REPO / "bench"))
 
 from transgan_lab.trainers import hashing  # noqa: E402
 from transgan_lab.trainers import train as engine  # noqa: E402
-from transgan_lab.trainers.models import attention, build_discriminator, build_generator  # noqa: E402
-from train_step import SyntheticImages, host_ema, mode_patches, naive_sdpa  # noqa: E402
+from transgan_lab.trainers.models import build_discriminator, build_generator  # noqa: E402
+from train_step import SyntheticImages, matmul_gflops, mode_patches  # noqa: E402
 
 CONFIGS = REPO / "bench" / "configs"
 PRESETS = ("cifar10-v2", "digits-tiny", "stl10-xl", "celeba64-xl")
@@ -66,19 +70,6 @@ def load_cfg(preset: str, **overrides):
 def sync(device):
     if device.type == "cuda":
         torch.cuda.synchronize()
-
-
-def matmul_peak_tflops(device, n: int, reps: int) -> float:
-    a = torch.randn(n, n, device=device, dtype=torch.bfloat16)
-    b = torch.randn(n, n, device=device, dtype=torch.bfloat16)
-    for _ in range(3):
-        a @ b
-    sync(device)
-    t0 = time.perf_counter()
-    for _ in range(reps):
-        a @ b
-    sync(device)
-    return 2 * n**3 * reps / (time.perf_counter() - t0) / 1e12
 
 
 def output_agreement(cfg, device) -> dict:
@@ -120,12 +111,18 @@ def step_flops(t) -> int:
 
 
 def time_mode(cfg, mode: str, device, *, steps: int, warmup: int, rounds: int, out: Path) -> dict:
-    fast = mode == "fast"
+    """mode: "baseline" (naive attention, fp32, eager, host EMA), "bf16" (the fast path, eager) or
+    "fast" (the fast path with torch.compile; compiled only on a GPU)."""
+    fast = mode != "baseline"
     cfg.train.precision = "bf16" if fast else "fp32"
-    cfg.train.compile = fast and device.type == "cuda"
+    cfg.train.compile = mode == "fast" and device.type == "cuda"
     data = SyntheticImages(max(1024, 4 * cfg.optim.batch_d), cfg.data.channels, cfg.data.resolution)
-    if device.type == "cuda":
+    held_mb = 0.0
+    if device.type == "cuda":  # peak memory of this trainer alone: what earlier steps left allocated is subtracted
+        gc.collect()
+        torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(device)
+        held_mb = torch.cuda.memory_allocated(device) / 2**20
     with mode_patches("baseline" if not fast else "fp32"):
         t = engine._Trainer(cfg, None, out_dir=out / mode, device=device, on_step=None, dataset=data)
         for _ in range(warmup):
@@ -140,7 +137,7 @@ def time_mode(cfg, mode: str, device, *, steps: int, warmup: int, rounds: int, o
             times.append((time.perf_counter() - t0) / steps)
     sec = statistics.median(times)
     img = cfg.optim.n_critic * cfg.optim.batch_d
-    peak_mb = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
+    peak_mb = torch.cuda.max_memory_allocated(device) / 2**20 - held_mb if device.type == "cuda" else None
     return {"sec_per_step": sec, "img_per_s": img / sec, "peak_mem_mb": peak_mb, "rounds_s": times, "trainer": t}
 
 
@@ -159,15 +156,16 @@ def eval_throughput(cfg, device, n: int, batch: int) -> dict:
     return {"n_images": n, "seconds": dt, "img_per_s": n / dt}
 
 
-def memory_at_paper_batch(preset: str, device, out: Path) -> dict:
-    """Peak memory of one fast training step, without and with activation checkpointing."""
+def memory_at_paper_batch(preset: str, device, out: Path, **overrides) -> dict:
+    """Peak memory of one bf16 training step (eager: no compile time, and an upper bound on the
+    compiled step's memory), without and with activation checkpointing."""
     res = {}
     for ac in (False, True):
-        cfg = load_cfg(preset)
+        cfg = load_cfg(preset, **overrides)
         cfg.train.activation_checkpointing = ac
         key = "checkpointed" if ac else "plain"
         try:
-            r = time_mode(cfg, "fast", device, steps=1, warmup=1, rounds=1, out=out / f"{preset}-{key}")
+            r = time_mode(cfg, "bf16", device, steps=1, warmup=1, rounds=1, out=out / f"{preset}-{key}")
             r.pop("trainer")
             res[key] = {"ok": True, **r}
         except torch.OutOfMemoryError as e:
@@ -189,33 +187,56 @@ def main(argv=None) -> int:
         return 0
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     preset = "digits-tiny" if args.smoke else "cifar10-v2"
-    steps, warmup, rounds = (1, 1, 2) if args.smoke else (5, 3, 3)
+    steps, warmup, rounds = (1, 1, 1) if args.smoke else (5, 3, 3)
+    # --smoke: one D update per step (the code path, quickly: bf16 is emulated on most CPUs)
+    smoke = {"optim.n_critic": 1} if args.smoke else {}
     report: dict = {"benchmark": "gpu_bench", "preset": preset, "smoke": args.smoke, "device": str(device),
                     "card": torch.cuda.get_device_name(0) if device.type == "cuda" else "cpu",
-                    "torch": torch.__version__, "cuda": torch.version.cuda}
-    report["matmul_peak_bf16_tflops"] = matmul_peak_tflops(device, 1024 if args.smoke else 8192, 5 if args.smoke else 50)
-    report["agreement"] = output_agreement(load_cfg(preset), device)
-    with tempfile.TemporaryDirectory() as tmp:
-        base = time_mode(load_cfg(preset), "baseline", device, steps=steps, warmup=warmup, rounds=rounds, out=Path(tmp))
-        fast = time_mode(load_cfg(preset), "fast", device, steps=steps, warmup=warmup, rounds=rounds, out=Path(tmp))
-        flops = step_flops(base.pop("trainer"))
-        fast.pop("trainer")
-    report["step_flops"] = flops
-    for name, r in (("baseline", base), ("fast", fast)):
-        r["mfu"] = flops / r["sec_per_step"] / (report["matmul_peak_bf16_tflops"] * 1e12)
-        report[name] = r
-    report["speedup"] = fast["img_per_s"] / base["img_per_s"]
-    report["eval_generation"] = eval_throughput(load_cfg(preset), device, 512 if args.smoke else 50_000, 500)
-    with tempfile.TemporaryDirectory() as tmp:
-        report["memory"] = {p: memory_at_paper_batch(p, device, Path(tmp))
-                            for p in (("digits-tiny",) if args.smoke else MEMORY_PRESETS)}
+                    "torch": torch.__version__, "cuda": torch.version.cuda, "errors": {}}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "gpu_bench.json").write_text(json.dumps(report, indent=1))
-    print(json.dumps({k: v for k, v in report.items() if k not in ("baseline", "fast")}, indent=1))
-    print(f"speedup x{report['speedup']:.2f}; MFU fast {fast['mfu']:.3f}; wrote {out / 'gpu_bench.json'}")
-    return 0
+    t_start = time.perf_counter()
 
+    def section(name: str, fn):
+        """Run one step of the benchmark; a failure is recorded and the others still run. The JSON
+        is rewritten after every step, so a run cut off by a time limit keeps what it measured."""
+        print(f"[{time.perf_counter() - t_start:6.1f} s] {name} ...", flush=True)
+        try:
+            fn()
+        except Exception as e:  # noqa: BLE001 - recorded in the report, which the caller checks
+            report["errors"][name] = f"{type(e).__name__}: {e}"
+            print(f"  FAILED: {report['errors'][name]}", flush=True)
+        (out / "gpu_bench.json").write_text(json.dumps(report, indent=1, default=str))
+
+    n, reps = (1024, 5) if args.smoke else (8192, 50)
+    section("matmul_peak", lambda: report.update(
+        matmul_peak_bf16_tflops=matmul_gflops(str(device), n, reps, dtypes=("bf16",))["bf16"] / 1e3))
+    section("agreement", lambda: report.update(agreement=output_agreement(load_cfg(preset), device)))
+    tmp = Path(tempfile.mkdtemp())
+
+    def timings():
+        for mode in ("baseline", "bf16", "fast"):
+            r = time_mode(load_cfg(preset, **smoke), mode, device, steps=steps, warmup=warmup, rounds=rounds, out=tmp)
+            trainer = r.pop("trainer")
+            if mode == "baseline":
+                report["step_flops"] = step_flops(trainer)
+            r["mfu"] = report["step_flops"] / r["sec_per_step"] / (report["matmul_peak_bf16_tflops"] * 1e12)
+            r["speedup_vs_baseline"] = r["img_per_s"] / report["baseline"]["img_per_s"] if "baseline" in report else 1.0
+            report["bf16_eager" if mode == "bf16" else mode] = r
+            print(f"  {mode}: {r['img_per_s']:.1f} img/s, MFU {r['mfu']:.3f}, peak {r['peak_mem_mb']} MB", flush=True)
+        report["speedup"] = report["fast"]["img_per_s"] / report["baseline"]["img_per_s"]
+
+    section("step_timing", timings)
+    section("eval_generation", lambda: report.update(
+        eval_generation=eval_throughput(load_cfg(preset), device, 512 if args.smoke else 50_000, 500)))
+    report["memory"] = {}
+    for p in ("digits-tiny",) if args.smoke else MEMORY_PRESETS:
+        section(f"memory:{p}", lambda p=p: report["memory"].update({p: memory_at_paper_batch(p, device, tmp, **smoke)}))
+    shutil.rmtree(tmp, ignore_errors=True)
+    print(json.dumps({k: v for k, v in report.items() if k not in ("baseline", "bf16_eager", "fast")}, indent=1, default=str))
+    if "speedup" in report:
+        print(f"speedup x{report['speedup']:.2f}; MFU fast {report['fast']['mfu']:.3f}; wrote {out / 'gpu_bench.json'}")
+    return 1 if report["errors"] else 0
 
 if __name__ == "__main__":
     raise SystemExit(main())
