@@ -17,7 +17,6 @@ import struct
 import tarfile
 import threading
 from pathlib import Path
-import threading
 from types import SimpleNamespace
 
 import numpy as np
