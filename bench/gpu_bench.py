@@ -40,7 +40,7 @@ sys.path.insert(0, str(REPO / "bench"))
 from transgan_lab.trainers import hashing  # noqa: E402
 from transgan_lab.trainers import train as engine  # noqa: E402
 from transgan_lab.trainers.models import build_discriminator, build_generator  # noqa: E402
-from train_step import SyntheticImages, matmul_gflops, mode_patches  # noqa: E402
+from train_step import SyntheticImages, matmul_gflops, mode_patches, time_steps  # noqa: E402
 
 CONFIGS = REPO / "bench" / "configs"
 PRESETS = ("cifar10-v2", "digits-tiny", "stl10-xl", "celeba64-xl")
@@ -110,35 +110,36 @@ def step_flops(t) -> int:
     return int(Count.total)
 
 
+def new_trainer(cfg, device, out: Path):
+    """A training engine on in-memory synthetic images of the preset's shape (no dataset needed)."""
+    data = SyntheticImages(max(1024, 4 * cfg.optim.batch_d), cfg.data.channels, cfg.data.resolution)
+    return engine._Trainer(cfg, None, out_dir=out, device=device, on_step=None, dataset=data)
+
+
+def step_rate(t, mode: str, *, steps: int, warmup: int, rounds: int) -> dict:
+    """Median seconds per step (and img/s) over `rounds` timed rounds of `steps` device-synchronised
+    steps each, after `warmup` untimed steps; `mode` picks the attention and EMA (train_step.mode_patches)."""
+    time_steps(t, mode, warmup)
+    times = [time_steps(t, mode, steps) / steps for _ in range(rounds)]
+    sec = statistics.median(times)
+    return {"sec_per_step": sec, "img_per_s": t.cfg.optim.n_critic * t.cfg.optim.batch_d / sec, "rounds_s": times}
+
+
 def time_mode(cfg, mode: str, device, *, steps: int, warmup: int, rounds: int, out: Path) -> dict:
     """mode: "baseline" (naive attention, fp32, eager, host EMA), "bf16" (the fast path, eager) or
     "fast" (the fast path with torch.compile; compiled only on a GPU)."""
-    fast = mode != "baseline"
-    cfg.train.precision = "bf16" if fast else "fp32"
+    cfg.train.precision = "fp32" if mode == "baseline" else "bf16"
     cfg.train.compile = mode == "fast" and device.type == "cuda"
-    data = SyntheticImages(max(1024, 4 * cfg.optim.batch_d), cfg.data.channels, cfg.data.resolution)
     held_mb = 0.0
     if device.type == "cuda":  # peak memory of this trainer alone: what earlier steps left allocated is subtracted
         gc.collect()
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(device)
         held_mb = torch.cuda.memory_allocated(device) / 2**20
-    with mode_patches("baseline" if not fast else "fp32"):
-        t = engine._Trainer(cfg, None, out_dir=out / mode, device=device, on_step=None, dataset=data)
-        for _ in range(warmup):
-            t.step({})
-        times = []
-        for _ in range(rounds):
-            sync(device)
-            t0 = time.perf_counter()
-            for _ in range(steps):
-                t.step({})
-            sync(device)
-            times.append((time.perf_counter() - t0) / steps)
-    sec = statistics.median(times)
-    img = cfg.optim.n_critic * cfg.optim.batch_d
-    peak_mb = torch.cuda.max_memory_allocated(device) / 2**20 - held_mb if device.type == "cuda" else None
-    return {"sec_per_step": sec, "img_per_s": img / sec, "peak_mem_mb": peak_mb, "rounds_s": times, "trainer": t}
+    t = new_trainer(cfg, device, out / mode)
+    r = step_rate(t, mode, steps=steps, warmup=warmup, rounds=rounds)
+    r["peak_mem_mb"] = torch.cuda.max_memory_allocated(device) / 2**20 - held_mb if device.type == "cuda" else None
+    return {**r, "trainer": t}
 
 
 def eval_throughput(cfg, device, n: int, batch: int) -> dict:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import functools
 import json
-import statistics
 import sys
 import tempfile
 import time
@@ -31,34 +30,14 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 sys.path.insert(0, str(REPO / "bench"))
 
-from gpu_bench import load_cfg, sync  # noqa: E402
-from train_step import SyntheticImages, mode_patches  # noqa: E402
+from gpu_bench import load_cfg, new_trainer, step_rate  # noqa: E402
 from transgan_lab.trainers import losses  # noqa: E402
-from transgan_lab.trainers import train as engine  # noqa: E402
 
 
 def trainer(cfg, device, out: Path):
     # bf16 on the card; fp32 on a CPU (--smoke), whose bf16 is emulated and ~10x slower
     cfg.train.precision, cfg.train.compile = ("bf16" if device.type == "cuda" else "fp32"), False
-    data = SyntheticImages(max(1024, 4 * cfg.optim.batch_d), cfg.data.channels, cfg.data.resolution)
-    return engine._Trainer(cfg, None, out_dir=out, device=device, on_step=None, dataset=data)
-
-
-def rate(t, device, *, steps: int, warmup: int, rounds: int) -> dict:
-    with mode_patches("fp32"):  # the fast path's attention (fused SDPA); precision comes from the config
-        for _ in range(warmup):
-            t.step({})
-        times = []
-        for _ in range(rounds):
-            sync(device)
-            t0 = time.perf_counter()
-            for _ in range(steps):
-                t.step({})
-            sync(device)
-            times.append((time.perf_counter() - t0) / steps)
-    sec = statistics.median(times)
-    img = t.cfg.optim.n_critic * t.cfg.optim.batch_d
-    return {"sec_per_step": sec, "img_per_s": img / sec, "rounds_s": times}
+    return new_trainer(cfg, device, out)
 
 
 def marked(name: str, fn):
@@ -95,8 +74,8 @@ def main(argv=None) -> int:
         for name, over in variants.items():
             print(f"[{time.perf_counter() - t_start:6.1f} s] {name} {over}", flush=True)
             t = trainer(load_cfg(preset, **smoke, **over), device, Path(tmp) / name)
-            r = rate(t, device, steps=steps, warmup=warmup, rounds=rounds)
-            r["batch_d"], r["batch_g"], r["overrides"] = t.cfg.optim.batch_d, t.cfg.optim.batch_g, over
+            r = step_rate(t, "fast", steps=steps, warmup=warmup, rounds=rounds)
+            r.update(batch_d=t.cfg.optim.batch_d, batch_g=t.cfg.optim.batch_g, gp_weight=t.cfg.loss.gp_weight, overrides=over)
             report["runs"][name] = r
             print(f"  {r['img_per_s']:.1f} img/s, {r['sec_per_step'] * 1e3:.1f} ms/step", flush=True)
             del t
@@ -112,10 +91,10 @@ def main(argv=None) -> int:
         for k, label in patches.items():
             setattr(losses, k, marked(label, saved[k]))
         try:
-            rate(t, device, steps=1, warmup=1, rounds=1)
+            step_rate(t, "fast", steps=1, warmup=1, rounds=1)
             acts = [torch.profiler.ProfilerActivity.CPU] + ([torch.profiler.ProfilerActivity.CUDA] if device.type == "cuda" else [])
             with torch.profiler.profile(activities=acts) as prof:
-                rate(t, device, steps=2, warmup=0, rounds=1)
+                step_rate(t, "fast", steps=2, warmup=0, rounds=1)
         finally:
             for k, fn in saved.items():
                 setattr(losses, k, fn)

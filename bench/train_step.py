@@ -39,8 +39,8 @@ from transgan_lab.trainers.models import attention  # noqa: E402
 
 MODES = ("baseline", "fp32", "fp32+compile", "bf16", "bf16+compile")
 # On a CPU the CIFAR-sized step runs at a quarter of the paper's batch (same model, same n_critic),
-# so that the bf16 modes -- emulated, and ~10x slower, on CPUs without native bf16 -- finish
-# (a bf16 cifar10-s step takes minutes there).
+# so that the bf16 modes -- emulated, and 15-19x slower than fp32, on CPUs without native bf16 --
+# finish (a bf16 cifar10-s step takes over four minutes there).
 CPU_OVERRIDES = {"cifar10-s": ["optim.batch_d=8", "optim.batch_g=16"]}
 
 
