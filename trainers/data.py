@@ -151,11 +151,13 @@ class ImageDataset(torch.utils.data.Dataset):
     ``images`` is set (a uint8 or float (N, C, H, W) tensor) when the whole dataset is in memory;
     ``DataStream`` then indexes it directly (on the training device), otherwise it calls
     ``get_batch`` from a background thread. ``info`` describes the data for metric protocols.
+    ``workers`` (``data.loader_workers``) is how many threads a file-decoding dataset uses per batch.
     """
 
     name: str = ""
     images: torch.Tensor | None = None
     info: dict
+    workers: int = 0
 
     @property
     def in_memory(self) -> bool:
@@ -461,14 +463,14 @@ def _load_image(path: Path, *, resolution: int, channels: int, kind: str, how: s
 class _FileImages(ImageDataset):
     """A sorted list of image files decoded on access (``DataStream`` prefetches in a thread).
 
-    ``workers`` > 1 decodes a batch's files on that many threads: PIL releases the GIL while it
-    decodes and resizes, so JPEG-bound data (CelebA at a GPU's rate) scales with cores. Each image
-    depends only on its file, so the batch is the same for any number of workers.
+    ``workers`` > 1 (``data.loader_workers``, set by ``build_dataset``) decodes a batch's files on
+    that many threads; they gain as far as PIL releases the GIL while decoding and resizing
+    (bench/data_decode.py measures it). Each image depends only on its file, so the batch is the
+    same for any number of workers.
     """
 
-    def __init__(self, *, files: list[Path], resolution: int, channels: int, kind: str, how: str, workers: int = 0):
+    def __init__(self, *, files: list[Path], resolution: int, channels: int, kind: str, how: str):
         self.files, self.resolution, self.channels, self.kind, self.how = files, resolution, channels, kind, how
-        self.workers = int(workers)
         self._pool: ThreadPoolExecutor | None = None
         self._pool_lock = threading.Lock()
 
@@ -505,7 +507,7 @@ class CelebA(_FileImages):
 
     name = "celeba"
 
-    def __init__(self, *, root: Path, resolution: int, channels: int, download: bool, workers: int = 0):
+    def __init__(self, *, root: Path, resolution: int, channels: int, download: bool):
         folder = root if root.name == "img_align_celeba" else root / "img_align_celeba"
         how = (
             "CelebA is distributed through Google Drive, which refuses scripted downloads once its quota is "
@@ -517,7 +519,7 @@ class CelebA(_FileImages):
             extra = " (data.download=true cannot fetch it)" if download else ""
             raise DatasetError(f"celeba: expected the aligned JPEGs {folder}/000001.jpg ... {folder}/202599.jpg; "
                                f"found none{extra}. {how}")
-        super().__init__(files=files, resolution=resolution, channels=channels, kind="celeba", how=how, workers=workers)
+        super().__init__(files=files, resolution=resolution, channels=channels, kind="celeba", how=how)
         self.info = {"dataset": "celeba", "split": "all", "count": len(files), "crop": "centre-square-178",
                      "colour": "rgb" if channels == 3 else "grey-bt601-from-rgb",
                      "resize": "bilinear-antialias", "resolution": resolution, "channels": channels}
@@ -529,14 +531,14 @@ class ImageFolder(_FileImages):
 
     name = "folder"
 
-    def __init__(self, *, root: Path, resolution: int, channels: int, download: bool, workers: int = 0):
+    def __init__(self, *, root: Path, resolution: int, channels: int, download: bool):
         how = f"put image files ({', '.join(e[1:] for e in IMAGE_EXTENSIONS)}) under {root} (subfolders are searched)"
         files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()) if root.is_dir() else []
         if not files:
             where = "does not exist" if not root.is_dir() else "holds no images"
             extra = "; a plain folder has nothing to download" if download else ""
             raise DatasetError(f"folder: expected image files under {root}, but it {where}{extra}. {_sentence(how)}")
-        super().__init__(files=files, resolution=resolution, channels=channels, kind="folder", how=how, workers=workers)
+        super().__init__(files=files, resolution=resolution, channels=channels, kind="folder", how=how)
         self.info = {"dataset": "folder", "root": str(root), "count": len(files), "crop": "centre-square",
                      "resize": "bilinear-antialias", "resolution": resolution, "channels": channels}
 
@@ -550,9 +552,8 @@ def _build_digits(cfg: Any) -> ImageDataset:
 
 def _file_builder(cls: type, default_root: str) -> Callable[[Any], ImageDataset]:
     def build(cfg: Any) -> ImageDataset:
-        kw = {"workers": int(getattr(cfg, "loader_workers", 0))} if issubclass(cls, _FileImages) else {}
         return cls(root=_root(cfg, default_root), resolution=cfg.resolution, channels=cfg.channels,
-                   download=bool(getattr(cfg, "download", False)), **kw)
+                   download=bool(getattr(cfg, "download", False)))
 
     build.__doc__ = cls.__doc__
     return build
@@ -578,7 +579,9 @@ def build_dataset(data_cfg: Any) -> ImageDataset:
         raise DatasetError(f"data.resolution={res!r}: give the square image side in pixels (>= 8)")
     if ch not in (1, 3):
         raise DatasetError(f"data.channels={ch!r}: use 1 (grey; RGB data is converted with BT.601 luma) or 3 (RGB)")
-    return DATASETS[name](data_cfg)
+    ds = DATASETS[name](data_cfg)
+    ds.workers = int(getattr(data_cfg, "loader_workers", 0))
+    return ds
 
 
 # -------------------------------------------------------------------------------- the stream
