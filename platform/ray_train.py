@@ -7,8 +7,8 @@
 - Only rank 0 logs to MLflow (one ``RunLogger``); the run id comes from the launcher, keyed by
   tags, so a retry continues the same MLflow run.
 - Reports sent to Ray always carry the primary metric (checkpoint scoring and Tune's strict metric
-  check need it in every report): before the first evaluation it is the worst value (+inf for a
-  lower-is-better metric, -inf otherwise), afterwards the latest evaluated value. ``evals`` counts
+  check need it in every report): before the first evaluation it is the worst finite value (see
+  ``worst_value``), afterwards the latest evaluated value. ``evals`` counts
   fresh evaluations; ASHA uses it as its time axis so rungs compare fresh values only. MLflow gets
   the engine's own metrics, evaluation metrics only where an evaluation ran.
 """
@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 import os
 import random
+import sys
 from pathlib import Path
 from typing import Any, Iterable, Optional
 
@@ -35,7 +36,12 @@ def metric_mode(name: str) -> str:
 
 
 def worst_value(name: str) -> float:
-    return math.inf if metric_mode(name) == "min" else -math.inf
+    """The primary metric's value before the first evaluation: the worst finite float.
+
+    Finite on purpose: Ray Train keeps its checkpoint list as JSON in storage and writes ±inf as
+    null; a re-launched run restores that list and fails ranking a null score against the new
+    checkpoints. Tables use ``evals`` (0 = not evaluated), not this value, to tell the two apart."""
+    return sys.float_info.max if metric_mode(name) == "min" else -sys.float_info.max
 
 
 def run_name(cfg: ExperimentConfig) -> str:

@@ -350,7 +350,7 @@ def _grid_table(grid, primary: str, objectives: list[str]):
         row = {"trial_id": trial.trial_id, "trial": trial_label(trial.config, trial.trial_id),
                "status": trial.status, "error": trial.error_file is not None or trial.status == "ERROR"}
         for key in ("evals", "kimg", primary, "img_per_s", *objectives):
-            value = last.get(key)
+            value = last.get(key) if key != primary or last.get("evals") else None  # not evaluated yet
             row[key] = float(value) if isinstance(value, (int, float)) else math.nan
         for key, value in (trial.config or {}).items():
             if key != TRIAL_NUMBER:

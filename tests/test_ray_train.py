@@ -63,3 +63,30 @@ def test_two_worker_gloo_run_is_tracked(ray_runtime, mlflow_server, tmp_path):
     images = [a.path for a in client.list_artifacts(run.info.run_id, "images")]
     assert any("samples" in p and p.endswith(".png") for p in images)
     assert {a.path for a in client.list_artifacts(run.info.run_id)} >= {"config.yaml", "protocols", "images"}
+
+
+def test_relaunch_continues_past_checkpoints_reported_before_the_first_evaluation(ray_runtime, tmp_path):
+    """A re-launched run (same Ray name and storage) restores Ray's checkpoint snapshot, JSON on disk.
+
+    The first run's step-1 checkpoint is reported before any evaluation, so its primary metric is
+    the 'not yet evaluated' value. That value must survive the JSON snapshot as a number Ray can
+    rank against the checkpoints the continued run reports (±inf came back as null and failed it).
+    """
+    from transgan_lab.platform.ray_train import run_train_ray, worst_value
+
+    base = TINY + ["name=relaunch", "train.checkpoint_every=1", "train.eval_every=10", "train.keep_last=3"]
+    out = tmp_path / "out"
+    first = run_train_ray(load_config("digits-tiny", base + ["train.kimg=0.064"]), out_root=out, tracking=False,
+                          name="relaunch")
+    assert first["status"] == "finished" and first["metrics"]["step"] == 2, first
+    snapshot = json.loads((out / "ray" / "relaunch" / "checkpoint_manager_snapshot.json").read_text())
+    primaries = [r["metrics"]["digits_fid"] for r in snapshot["checkpoint_results"]]
+    assert primaries[0] == worst_value("digits_fid") and primaries[1] < primaries[0]  # step 1 unevaluated
+
+    # Train longer under the same name: Ray restores the snapshot and the engine resumes at step 2.
+    second = run_train_ray(load_config("digits-tiny", base + ["train.kimg=0.128"]), out_root=out, tracking=False,
+                           name="relaunch")
+    assert second["status"] == "finished" and second["metrics"]["step"] == 4, second
+    assert second["metrics"]["reports"] == 2  # steps 3 and 4 only: it continued, not restarted
+    kept = sorted(p.name for p in (out / "ray" / "relaunch").glob("ckpt-*"))
+    assert kept == ["ckpt-00000002", "ckpt-00000003", "ckpt-00000004"]  # the best 3 by the primary metric

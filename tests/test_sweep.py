@@ -196,7 +196,7 @@ def test_killed_driver_restores_without_duplicates(mlflow_server, tmp_path):
     assert second.returncode == 0, log[-3000:]
     summary = json.loads(next(line for line in log.splitlines() if line.startswith("RESULT "))[7:])
     assert summary["restored"] is True
-    assert len(summary["trials"]) == 2 and set(summary["status"]) == {"TERMINATED"}
+    assert len(summary["trials"]) == 2 and set(summary["status"]) == {"TERMINATED"}, log[-6000:]
     assert set(done_before) <= set(summary["trials"])  # no finished trial lost
 
     runs = tracking.find_runs(uri, exp, {"transgan.sweep_id": "killme"})
