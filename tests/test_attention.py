@@ -92,6 +92,30 @@ def test_math_sdpa_supports_double_backward_through_attention():
     assert attn.qkv.weight.grad.abs().sum() > 0
 
 
+def test_math_sdpa_keeps_bf16_instead_of_upcasting_and_restores_the_setting():
+    """torch's math backend upcasts bf16 to fp32 by default; the GP pass keeps autocast's dtype."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    torch.manual_seed(3)
+    q, k, v = (torch.randn(2, 2, 16, 8).bfloat16() for _ in range(3))
+    bias = A.locality_mask(side=4, width=1, kind="box2d").bfloat16()
+    exact = A.naive_attention(q.double(), k.double(), v.double(), bias.double())
+    with sdpa_kernel(SDPBackend.MATH):
+        upcast = A.sdpa(q, k, v, bias)  # torch's default: computed in fp32, rounded to bf16 at the end
+    flag = torch.backends.cuda.fp16_bf16_reduction_math_sdp_allowed
+    before = flag()
+    ctx = A.math_sdpa()
+    with ctx:
+        with ctx:  # re-entered, as activation checkpointing does
+            inner = A.sdpa(q, k, v, bias)
+        assert flag() is True
+        assert torch.equal(A.sdpa(q, k, v, bias), inner)
+    assert flag() is before
+    assert inner.dtype == torch.bfloat16 and not torch.equal(inner, upcast)
+    err_bf16, err_upcast = (inner.double() - exact).abs().max(), (upcast.double() - exact).abs().max()
+    assert err_upcast < 0.01 and err_upcast < err_bf16 < 0.1, (err_upcast, err_bf16)
+
+
 def test_every_module_calls_the_module_global_sdpa(monkeypatch):
     calls = []
 

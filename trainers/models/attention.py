@@ -31,7 +31,12 @@ class math_sdpa:
     """Force the math SDPA backend (twice differentiable) for passes that need a double backward.
 
     ``with math_sdpa(): ...``. One instance may be entered again, even while entered (activation
-    checkpointing re-enters it for each recomputation in backward)."""
+    checkpointing re-enters it for each recomputation in backward).
+
+    By default torch's math backend upcasts bf16/fp16 inputs to fp32 (plain fp32 GEMMs, not even
+    TF32): under bf16 autocast that made the gradient-penalty pass 38% of the whole step on an H200
+    (bench/results/gpu_profile_nvidia-h200.json). Inside this context the math backend keeps the
+    autocast dtype, like every other GEMM of the step; fp32 inputs are unaffected."""
 
     def __init__(self) -> None:
         self._entered: list = []
@@ -39,10 +44,14 @@ class math_sdpa:
     def __enter__(self) -> None:
         cm = sdpa_kernel(SDPBackend.MATH)
         cm.__enter__()
-        self._entered.append(cm)
+        b = torch.backends.cuda
+        self._entered.append((cm, b.fp16_bf16_reduction_math_sdp_allowed()))
+        b.allow_fp16_bf16_reduction_math_sdp(True)
 
     def __exit__(self, *exc) -> None:
-        self._entered.pop().__exit__(*exc)
+        cm, low_precision_allowed = self._entered.pop()
+        torch.backends.cuda.allow_fp16_bf16_reduction_math_sdp(low_precision_allowed)
+        cm.__exit__(*exc)
 
 
 def math_sdpa_active() -> bool:
