@@ -34,9 +34,9 @@ class math_sdpa:
     checkpointing re-enters it for each recomputation in backward).
 
     By default torch's math backend upcasts bf16/fp16 inputs to fp32 (plain fp32 GEMMs, not even
-    TF32): under bf16 autocast that made the gradient-penalty pass 38% of the whole step on an H200
-    (bench/results/gpu_profile_nvidia-h200.json). Inside this context the math backend keeps the
-    autocast dtype, like every other GEMM of the step; fp32 inputs are unaffected."""
+    TF32): under bf16 autocast that made the gradient-penalty pass 38% of the whole step on an
+    H200 (bench/results/gpu_profile_nvidia-h200_fp32-math-gp.json). Inside this context the math
+    backend keeps the autocast dtype, like every other GEMM of the step; fp32 inputs are unaffected."""
 
     def __init__(self) -> None:
         self._entered: list = []
