@@ -38,9 +38,8 @@ sys.path.insert(0, str(REPO / "src"))
 sys.path.insert(0, str(REPO / "bench"))
 
 from transgan_lab.trainers import hashing  # noqa: E402
-from transgan_lab.trainers import train as engine  # noqa: E402
 from transgan_lab.trainers.models import build_discriminator, build_generator  # noqa: E402
-from train_step import SyntheticImages, matmul_gflops, mode_patches, time_steps  # noqa: E402
+from train_step import matmul_gflops, mode_patches, new_trainer, time_steps  # noqa: E402
 
 CONFIGS = REPO / "bench" / "configs"
 PRESETS = ("cifar10-v2", "digits-tiny", "stl10-xl", "celeba64-xl")
@@ -108,12 +107,6 @@ def step_flops(t) -> int:
     with Count():
         t.step({})
     return int(Count.total)
-
-
-def new_trainer(cfg, device, out: Path):
-    """A training engine on in-memory synthetic images of the preset's shape (no dataset needed)."""
-    data = SyntheticImages(max(1024, 4 * cfg.optim.batch_d), cfg.data.channels, cfg.data.resolution)
-    return engine._Trainer(cfg, None, out_dir=out, device=device, on_step=None, dataset=data)
 
 
 def step_rate(t, mode: str, *, steps: int, warmup: int, rounds: int) -> dict:

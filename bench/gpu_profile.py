@@ -30,7 +30,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 sys.path.insert(0, str(REPO / "bench"))
 
-from gpu_bench import load_cfg, new_trainer, step_rate  # noqa: E402
+from gpu_bench import load_cfg, step_rate  # noqa: E402
+from train_step import new_trainer  # noqa: E402
 from transgan_lab.trainers import losses  # noqa: E402
 
 
@@ -74,7 +75,7 @@ def main(argv=None) -> int:
         for name, over in variants.items():
             print(f"[{time.perf_counter() - t_start:6.1f} s] {name} {over}", flush=True)
             t = trainer(load_cfg(preset, **smoke, **over), device, Path(tmp) / name)
-            r = step_rate(t, "fast", steps=steps, warmup=warmup, rounds=rounds)
+            r = step_rate(t, "bf16", steps=steps, warmup=warmup, rounds=rounds)
             r.update(batch_d=t.cfg.optim.batch_d, batch_g=t.cfg.optim.batch_g, gp_weight=t.cfg.loss.gp_weight, overrides=over)
             report["runs"][name] = r
             print(f"  {r['img_per_s']:.1f} img/s, {r['sec_per_step'] * 1e3:.1f} ms/step", flush=True)
@@ -91,10 +92,10 @@ def main(argv=None) -> int:
         for k, label in patches.items():
             setattr(losses, k, marked(label, saved[k]))
         try:
-            step_rate(t, "fast", steps=1, warmup=1, rounds=1)
+            step_rate(t, "bf16", steps=1, warmup=1, rounds=1)
             acts = [torch.profiler.ProfilerActivity.CPU] + ([torch.profiler.ProfilerActivity.CUDA] if device.type == "cuda" else [])
             with torch.profiler.profile(activities=acts) as prof:
-                step_rate(t, "fast", steps=2, warmup=0, rounds=1)
+                step_rate(t, "bf16", steps=2, warmup=0, rounds=1)
         finally:
             for k, fn in saved.items():
                 setattr(losses, k, fn)

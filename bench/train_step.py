@@ -87,16 +87,18 @@ def mode_patches(mode: str):
         attention.sdpa, engine.update_ema = saved
 
 
+def new_trainer(cfg, device, out: Path, *, synthetic: bool = True):
+    """A training engine on in-memory synthetic images of the preset's shape (no dataset needed),
+    or on the preset's own dataset with ``synthetic=False``."""
+    data = SyntheticImages(max(1024, 4 * cfg.optim.batch_d), cfg.data.channels, cfg.data.resolution) if synthetic else None
+    return engine._Trainer(cfg, None, out_dir=out, device=device, on_step=None, dataset=data)
+
+
 def make_trainer(cfg, mode: str, out: Path, device: str):
-    precision = "bf16" if mode.startswith("bf16") else "fp32"
     cfg = cfg.model_copy(deep=True)
-    cfg.train.precision = precision
+    cfg.train.precision = "bf16" if mode.startswith("bf16") else "fp32"
     cfg.train.compile = mode.endswith("compile")
-    dataset = None
-    if cfg.data.dataset != "digits":
-        dataset = SyntheticImages(max(1024, 4 * cfg.optim.batch_d), cfg.data.channels, cfg.data.resolution)
-    t = engine._Trainer(cfg, None, out_dir=out / mode, device=device, on_step=None, dataset=dataset)
-    return t
+    return new_trainer(cfg, device, out / mode, synthetic=cfg.data.dataset != "digits")  # digits: embedded, real
 
 
 def time_steps(t, mode: str, steps: int) -> float:
