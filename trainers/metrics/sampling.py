@@ -115,22 +115,26 @@ def save_png(images: torch.Tensor, path: str | os.PathLike) -> list[str]:
     return paths
 
 
-def make_grid(images: torch.Tensor, nrow: int, *, pad: int = 2) -> torch.Tensor:
-    """(N, C, H, W) -> one uint8 image (C, rows*(H+pad)+pad, nrow*(W+pad)+pad), padding black."""
+GRID_MIN_PX = 48  # grids show every sample at least this many pixels wide, so a person can read it
+
+
+def make_grid(images: torch.Tensor, nrow: int, *, pad: int = 2, min_px: int = GRID_MIN_PX) -> torch.Tensor:
+    """(N, C, H, W) -> one uint8 grid image (C', rows, cols), ``nrow`` samples per row, black padding.
+
+    Samples smaller than ``min_px`` are enlarged by a whole factor with nearest-neighbour (every
+    generated pixel stays a visible square: no smoothing that would flatter or blur the samples)."""
+    from torchvision.utils import make_grid as tile
+
     x = images if images.dtype == torch.uint8 else to_uint8(images)
-    n, c, h, w = x.shape
-    ncol = max(1, min(nrow, n))
-    nrows = math.ceil(n / ncol)
-    grid = torch.zeros(c, nrows * (h + pad) + pad, ncol * (w + pad) + pad, dtype=torch.uint8)
-    for i in range(n):
-        r, k = divmod(i, ncol)
-        grid[:, pad + r * (h + pad): pad + r * (h + pad) + h, pad + k * (w + pad): pad + k * (w + pad) + w] = x[i]
-    return grid
+    scale = max(1, math.ceil(min_px / max(1, min(x.shape[-2:]))))
+    if scale > 1:
+        x = x.repeat_interleave(scale, dim=-2).repeat_interleave(scale, dim=-1)  # (N, C, H*s, W*s)
+    return tile(x, nrow=max(1, min(nrow, x.shape[0])), padding=pad, pad_value=0)
 
 
-def save_grid(images: torch.Tensor, path: str | os.PathLike, nrow: int = 8) -> str:
-    """Write images (N, C, H, W) as one grid PNG with `nrow` images per row."""
-    save_png(make_grid(images, nrow), path)
+def save_grid(images: torch.Tensor, path: str | os.PathLike, nrow: int = 8, *, min_px: int = GRID_MIN_PX) -> str:
+    """Write images (N, C, H, W) as one grid PNG with ``nrow`` images per row, each >= ``min_px`` wide."""
+    save_png(make_grid(images, nrow, min_px=min_px), path)
     return str(path)
 
 
