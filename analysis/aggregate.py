@@ -29,8 +29,8 @@ PICK_LABELS = {"final": "final EMA value", "best": "best during training"}
 # `eval.*` is left to the protocol check, which names it precisely.
 CONFIG_IGNORE_PREFIXES = (
     "name", "seed", "preset", "tracking.", "resources.", "sweep.", "eval.", "data.root", "data.download",
-    "data.loader_workers", "train.log_every", "train.checkpoint_every", "train.keep_last", "train.grid_every",
-    "train.eval_every", "train.nan_retries", "train.compile",
+    "data.loader_workers", "train.log_kimg", "train.checkpoint_kimg", "train.keep_last", "train.grid_kimg",
+    "train.eval_kimg", "train.nan_retries", "train.compile",
 )
 
 

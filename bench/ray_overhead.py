@@ -77,13 +77,13 @@ def main(argv=None) -> int:
         try:
             # One unrecorded sweep first: the MLflow store's schema, first imports and Ray's worker
             # pool are paid once per sweep or machine, not per trial.
-            warm = load_config(args.preset, ["train.kimg=0.256", "train.log_every=1", "eval.n_fake=100",
+            warm = load_config(args.preset, ["train.kimg=0.256", "train.log_kimg=0.256", "eval.n_fake=100",
                                              f"tracking.uri=sqlite:///{Path(tmp) / 'mlflow.db'}", *args.overrides])
             one_sweep(warm, Path(tmp) / "warm", "overhead-warmup")
             for i, kimg in enumerate(lengths):
                 cfg = load_config(args.preset, [
                     "resources.workers=1", f"resources.cpus_per_worker={max(1, (os.cpu_count() or 2) - 1)}",
-                    "train.log_every=2", "train.eval_every=8", "train.checkpoint_every=4", "train.grid_every=8",
+                    "train.log_kimg=0.512", "train.eval_kimg=2.048", "train.checkpoint_kimg=1.024", "train.grid_kimg=2.048",
                     "eval.n_fake=500", *args.overrides, f"train.kimg={kimg}",
                     f"tracking.uri=sqlite:///{Path(tmp) / 'mlflow.db'}",
                 ])

@@ -19,7 +19,8 @@ SMOKE = [
     "model.g.embed_dim=64", "model.g.depths=[1,1,1]", "model.g.heads=2",
     "model.d.embed_dim=32", "model.d.depth=1", "model.d.heads=2",
     "optim.n_critic=1", "optim.batch_d=32", "optim.batch_g=32",
-    "train.kimg=0.192", "train.log_every=2", "train.checkpoint_every=2", "train.grid_every=2", "train.eval_every=2",
+    "train.kimg=0.192", "train.log_kimg=0.064", "train.checkpoint_kimg=0.064", "train.grid_kimg=0.064",
+    "train.eval_kimg=0.064",
     "train.keep_last=2", "eval.n_fake=64", "eval.batch=64",
     "resources.workers=1", "resources.cpus_per_worker=0.9",
 ]

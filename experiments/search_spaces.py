@@ -111,13 +111,9 @@ class _Spec:
                 out["model.g.locality.schedule"] = base["model"]["g"]["locality"]["schedule"]
         trial.suggest_float("optim.lr_g", *c["optim.lr_g"], log=True)
         trial.suggest_float("optim.lr_d", *c["optim.lr_d"], log=True)
-        n_critic = trial.suggest_int("optim.n_critic", *c["optim.n_critic"])
-        # Report, evaluate, checkpoint at the same images seen whatever n_critic is (a step shows
-        # n_critic D batches), so ASHA's rungs compare trials at equal kimg.
-        t, scale = base["train"], base["optim"]["n_critic"] / n_critic
-        for key in ("log_every", "eval_every", "checkpoint_every", "grid_every"):
-            if t[key]:
-                out[f"train.{key}"] = max(1, round(t[key] * scale))
+        # Intervals are in kimg, so reports, evaluations and ASHA's rungs fall at equal images seen
+        # whatever n_critic a trial draws.
+        trial.suggest_int("optim.n_critic", *c["optim.n_critic"])
         return out
 
     def paper(self, base: dict) -> dict:

@@ -20,7 +20,7 @@ from _common import parser, ray_address
 # half after their first one.
 DEMO = [
     "name=demo",
-    "train.kimg=10.24", "train.log_every=4", "train.eval_every=20", "train.checkpoint_every=20", "train.grid_every=20",
+    "train.kimg=10.24", "train.log_kimg=1.024", "train.eval_kimg=5.12", "train.checkpoint_kimg=5.12", "train.grid_kimg=5.12",
     "train.keep_last=2", "eval.n_fake=1000", "eval.batch=250",
     "resources.workers=1", "resources.cpus_per_worker=0.9",
     "sweep.num_samples=4", "sweep.grace_reports=1", "sweep.reduction_factor=2", "sweep.seed=0",

@@ -125,9 +125,11 @@ class ModelConfig(_Section):
 
 class LossConfig(_Section):
     kind: Literal["wgan-gp-eps", "wgan-gp", "hinge", "nsgan"] = "wgan-gp-eps"
-    gp_weight: float = Field(10.0, ge=0)  # lambda of the gradient penalty
+    gp_weight: float = Field(10.0, ge=0)  # lambda of the gradient penalty (wgan-gp kinds)
     phi: float = Field(1.0, gt=0)  # target gradient norm
     drift: float = Field(1e-3, ge=0)  # epsilon * (mean D(real))^2
+    r1_gamma: float = Field(0.0, ge=0)  # R1 penalty gamma/2 * E||grad D(real)||^2 (any kind); 0 = off
+    reg_every: int = Field(1, ge=1)  # lazy regularisation: penalties every k-th D update, weighted x k
 
 
 AugOp = Literal["translation", "cutout", "color", "erase", "stl_erase"]
@@ -162,11 +164,13 @@ class OptimConfig(_Section):
 
 class TrainConfig(_Section):
     kimg: float = Field(100.0, gt=0)  # training length: thousands of real images shown to D
-    log_every: int = Field(20, ge=1)  # steps between reports (1 step = n_critic D + 1 G update)
-    checkpoint_every: int = Field(200, ge=1)  # steps between checkpoints
+    # Intervals count real images shown to D (kimg), as StyleGAN2-ADA's ticks: they mean the same
+    # whatever n_critic or the batch is. An event fires at the first step that reaches a multiple.
+    log_kimg: float = Field(2.0, gt=0)  # between reports (losses, img/s; one line of progress)
+    checkpoint_kimg: float = Field(20.0, gt=0)  # between checkpoints
     keep_last: int = Field(3, ge=1)  # newest checkpoints kept (plus the best)
-    grid_every: int = Field(200, ge=0)  # steps between fixed-z sample grids; 0 = end only
-    eval_every: int = Field(0, ge=0)  # steps between evaluations; 0 = end only
+    grid_kimg: float = Field(20.0, ge=0)  # between fixed-z sample grids; 0 = end only
+    eval_kimg: float = Field(0.0, ge=0)  # between evaluations; 0 = end only
     precision: Literal["auto", "bf16", "fp32"] = "auto"  # auto = bf16 where the device supports it
     compile: bool = False  # torch.compile the G and D steps
     activation_checkpointing: bool = False  # recompute block activations in backward: less memory, ~1 more forward

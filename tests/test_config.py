@@ -154,7 +154,7 @@ def test_config_hash_changes_with_any_field_dynamics_hash_only_with_dynamics():
     base = load_config("digits-tiny")
     h, dh = C.config_hash(base), C.dynamics_hash(base)
     assert len(h) == 16 and h == C.config_hash(load_config("digits-tiny"))
-    for o in (["train.kimg=1"], ["train.log_every=1"], ["train.checkpoint_every=7"], ["train.grid_every=3"],
+    for o in (["train.kimg=1"], ["train.log_kimg=1"], ["train.checkpoint_kimg=7"], ["train.grid_kimg=3"],
               ["eval.n_fake=100"], ["name=other"], ["data.loader_workers=2"]):
         cfg = load_config("digits-tiny", o)
         assert C.config_hash(cfg) != h, o

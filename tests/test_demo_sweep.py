@@ -27,7 +27,7 @@ REPO = Path(__file__).resolve().parents[1]
 NAME = "demo-in-ci"
 EXPERIMENT = "demo-in-ci"
 SHORTER = [
-    "train.kimg=0.512", "train.log_every=1", "train.eval_every=1", "train.checkpoint_every=1", "train.grid_every=1",
+    "train.kimg=0.512", "train.log_kimg=0.256", "train.eval_kimg=0.256", "train.checkpoint_kimg=0.256", "train.grid_kimg=0.256",
     "eval.n_fake=200", "eval.batch=100",
 ]
 N_TRIALS = 3

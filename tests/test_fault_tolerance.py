@@ -27,7 +27,7 @@ TINY = [
     "model.g.embed_dim=64", "model.g.depths=[1,1,1]", "model.g.heads=2",
     "model.d.embed_dim=32", "model.d.depth=1", "model.d.heads=2",
     "optim.n_critic=1", "optim.batch_d=32", "optim.batch_g=32", "eval.n_fake=64", "eval.batch=64",
-    "train.log_every=1", "train.grid_every=0", "train.precision=fp32",
+    "train.log_kimg=0.032", "train.grid_kimg=0", "train.precision=fp32",
 ]
 
 
@@ -84,7 +84,7 @@ def test_tracking_server_lost_mid_run_loses_nothing(tmp_path):
 
     server = MlflowServer(tmp_path / "server").start()
     steps = 16
-    sets = TINY + [f"tracking.uri={server.uri}", "tracking.experiment=outage", "train.checkpoint_every=4",
+    sets = TINY + [f"tracking.uri={server.uri}", "tracking.experiment=outage", "train.checkpoint_kimg=0.128",
                    f"train.kimg={steps * 32 / 1000}"]
     out = tmp_path / "out"
     run_dir = run_dir_for(load_config("digits-tiny", sets), out)
@@ -181,7 +181,7 @@ def test_worker_sigkill_resumes_from_checkpoint_and_matches_uninterrupted_run(ml
     from transgan_lab.platform import tracking
     steps = 12
     sets = TINY + ["resources.workers=2", "resources.cpus_per_worker=1", "train.deterministic=true",
-                   "augment.policy=[]", "train.checkpoint_every=4", "train.keep_last=5", "sweep.max_failures=2",
+                   "augment.policy=[]", "train.checkpoint_kimg=0.128", "train.keep_last=5", "sweep.max_failures=2",
                    f"train.kimg={steps * 32 / 1000}", f"tracking.uri={mlflow_server.uri}"]
 
     import shutil
@@ -268,7 +268,7 @@ def test_soak_twenty_trials_with_injected_faults_all_accounted_for(ray_runtime, 
     cfg = load_config("digits-tiny", TINY + [
         "name=soak", "tracking.experiment=soak", "resources.cpus_per_worker=1", "sweep.max_concurrent=3",
         "sweep.grace_reports=1", f"sweep.num_samples={n}", "sweep.fault_rate=0.3", "sweep.max_failures=1",
-        "train.kimg=0.032", "train.checkpoint_every=1", "train.eval_every=1", "eval.n_fake=32", "eval.batch=32",
+        "train.kimg=0.032", "train.checkpoint_kimg=0.032", "train.eval_kimg=0.032", "eval.n_fake=32", "eval.batch=32",
     ])
     out = scratch / "soak"
     res = run_sweep(cfg, out_root=out, tracking_uri=mlflow_server.uri, progress=False)

@@ -83,6 +83,49 @@ def test_hinge_and_nsgan_match_hand_computation():
     torch.testing.assert_close(g_ns, -torch.sigmoid(d_fake).log().mean())
 
 
+def test_r1_penalty_matches_hand_computation_and_lazy_weighting():
+    real, fake = _fixed()
+    D = LinearD(3.0)
+    # d/dx of 3 * mean over 18 pixels is 3/18 at every pixel: ||grad||^2 = 18 * (3/18)^2 = 0.5
+    r1 = losses.r1_penalty(D, real, _identity)
+    torch.testing.assert_close(r1, torch.tensor(0.5))
+    plain, _ = losses.d_loss(D, real, fake, _identity, _loss_cfg("nsgan"))
+    for k in (1, 4):
+        cfg = _loss_cfg("nsgan", r1_gamma=0.2, reg_every=k)
+        on, st_on = losses.d_loss(D, real, fake, _identity, cfg, regularise=True)
+        off, st_off = losses.d_loss(D, real, fake, _identity, cfg, regularise=False)
+        torch.testing.assert_close(on - plain, torch.tensor(0.2 / 2 * 0.5 * k))  # gamma/2 * R1, weighted x k
+        torch.testing.assert_close(off, plain)
+        torch.testing.assert_close(st_on["loss_r1"], torch.tensor(0.5 * k))  # mean over k updates = R1
+        assert st_off["loss_r1"].item() == 0.0
+    # the gradient penalty is lazy the same way; off-steps carry no penalty at all
+    wg = _loss_cfg("wgan-gp", reg_every=4)
+    on, st = losses.d_loss(D, real, fake, _identity, wg, regularise=True)
+    off, _ = losses.d_loss(D, real, fake, _identity, wg, regularise=False)
+    gp = (3.0 / math.sqrt(18) - 2.0) ** 2
+    torch.testing.assert_close(on - off, torch.tensor(10.0 / 2.0**2 * gp * 4))
+    torch.testing.assert_close(st["loss_gp"], torch.tensor(gp * 4, dtype=torch.float32))
+
+
+def test_r1_penalty_equals_autograd_definition_through_attention(monkeypatch):
+    D = _small_vit_d()
+    real = torch.rand(3, 2, 8, 8, generator=torch.Generator().manual_seed(2)) * 2 - 1
+    r1 = losses.r1_penalty(D, real, _identity)
+    r1.backward()  # double backward through SDPA (math backend)
+    grads = {n: p.grad.clone() for n, p in D.named_parameters() if p.grad is not None}
+    D.zero_grad()
+    D64 = D.double()
+    monkeypatch.setattr(A, "sdpa", A.naive_attention)
+    x = real.double().requires_grad_(True)
+    (grad,) = torch.autograd.grad(D64(x).sum(), x, create_graph=True)
+    ref = grad.flatten(1).pow(2).sum(1).mean()
+    ref.backward()
+    torch.testing.assert_close(r1.double(), ref, rtol=1e-4, atol=1e-8)
+    for n, p in D64.named_parameters():
+        if n in grads:
+            torch.testing.assert_close(grads[n].double(), p.grad, rtol=1e-3, atol=1e-8)
+
+
 def test_unknown_loss_kind_is_a_clear_error():
     real, fake = _fixed()
     with pytest.raises(ValueError, match="loss.kind='lsgan' is unknown"):

@@ -18,7 +18,7 @@ TINY = [
     "model.g.embed_dim=64", "model.g.depths=[1,1,1]", "model.g.heads=2",
     "model.d.embed_dim=32", "model.d.depth=1", "model.d.heads=2",
     "optim.n_critic=1", "optim.batch_d=32", "optim.batch_g=32",
-    "train.kimg=0.128", "train.log_every=1", "train.checkpoint_every=2", "train.grid_every=2", "train.eval_every=2",
+    "train.kimg=0.128", "train.log_kimg=0.032", "train.checkpoint_kimg=0.064", "train.grid_kimg=0.064", "train.eval_kimg=0.064",
     "train.keep_last=2", "eval.n_fake=64", "eval.batch=64",
 ]
 
@@ -74,7 +74,7 @@ def test_relaunch_continues_past_checkpoints_reported_before_the_first_evaluatio
     """
     from transgan_lab.platform.ray_train import run_train_ray, worst_value
 
-    base = TINY + ["name=relaunch", "train.checkpoint_every=1", "train.eval_every=10", "train.keep_last=3"]
+    base = TINY + ["name=relaunch", "train.checkpoint_kimg=0.032", "train.eval_kimg=0.32", "train.keep_last=3"]
     out = tmp_path / "out"
     first = run_train_ray(load_config("digits-tiny", base + ["train.kimg=0.064"]), out_root=out, tracking=False,
                           name="relaunch")

@@ -30,7 +30,7 @@ TINY = [
     "model.g.embed_dim=64", "model.g.depths=[1,1,1]", "model.g.heads=2",
     "model.d.embed_dim=32", "model.d.depth=1", "model.d.heads=2",
     "optim.n_critic=1", "optim.batch_d=32", "optim.batch_g=32", "eval.n_fake=64", "eval.batch=64",
-    "train.log_every=1", "train.checkpoint_every=1", "train.grid_every=0", "train.keep_last=5",
+    "train.log_kimg=0.032", "train.checkpoint_kimg=0.032", "train.grid_kimg=0", "train.keep_last=5",
     "train.precision=fp32",
 ]
 

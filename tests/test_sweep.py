@@ -164,7 +164,7 @@ def test_killed_driver_restores_without_duplicates(mlflow_server, tmp_path):
     # 4-20 steps whatever n_critic the second trial samples; a checkpoint every 2 steps (scaled by
     # the space to every step for n_critic >= 2).
     overrides = TINY + ["name=kill", "tracking.experiment=killtest", "sweep.num_samples=2", "train.kimg=0.64",
-                        "train.eval_every=10", "train.grid_every=10", "sweep.max_concurrent=1",
+                        "train.eval_kimg=0.32", "train.grid_kimg=0.32", "sweep.max_concurrent=1",
                         "resources.cpus_per_worker=1", "sweep.grace_reports=10"]
     first = _start_driver(tmp_path, uri, overrides, "a")
     exp = tracking.ensure_experiment(uri, "killtest")

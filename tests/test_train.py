@@ -32,7 +32,7 @@ SMALL = [
     "model.g.embed_dim=64", "model.g.depths=[1,1,1]", "model.g.latent_dim=16",
     "model.d.embed_dim=32", "model.d.depth=1",
     "optim.batch_d=16", "optim.batch_g=16", "optim.n_critic=2",
-    "train.precision=fp32", "train.log_every=2", "train.checkpoint_every=3", "train.grid_every=0",
+    "train.precision=fp32", "train.log_kimg=0.064", "train.checkpoint_kimg=0.096", "train.grid_kimg=0",
     "eval.n_fake=64", "eval.batch=32", "train.deterministic=true",
 ]
 
@@ -84,7 +84,7 @@ def test_total_steps_and_report_schedule(tmp_path):
     result = train(cfg, rep, out_dir=tmp_path)
     assert result["status"] == "finished" and result["step"] == 6 and result["nimg"] == 6 * 32
     steps = [m["step"] for m, _, _ in rep.calls]
-    assert steps == [2, 3, 4, 6]  # log_every 2, checkpoint_every 3, and the end
+    assert steps == [2, 3, 4, 6]  # log every 0.064 kimg (2 steps), checkpoint every 0.096 (3), and the end
     last, ckpt_dir, files = rep.calls[-1]
     assert ckpt_dir and Path(ckpt_dir).name == "ckpt-00000006"
     assert "grid" in files and Path(files["grid"]).exists()
@@ -124,8 +124,8 @@ def _run_script(cfg, out: Path, resume: Path | None = None, env_extra: dict | No
 @pytest.mark.slow
 def test_resume_in_fresh_process_is_bit_identical(tmp_path):
     straight, split = tmp_path / "straight", tmp_path / "split"
-    full = small_cfg(6, "train.checkpoint_every=3")
-    half = small_cfg(3, "train.checkpoint_every=3")
+    full = small_cfg(6, "train.checkpoint_kimg=0.096")
+    half = small_cfg(3, "train.checkpoint_kimg=0.096")
     r = _run_script(full, straight)
     assert r.returncode == 0, r.stderr
     r = _run_script(half, split)
@@ -161,7 +161,7 @@ _KILL_SCRIPT = textwrap.dedent(
 
 @pytest.mark.slow
 def test_sigkill_during_checkpoint_keeps_previous_and_resume_works(tmp_path):
-    cfg = small_cfg(9, "train.checkpoint_every=3")
+    cfg = small_cfg(9, "train.checkpoint_kimg=0.096")
     run = tmp_path / "run"
     p = subprocess.run([sys.executable, "-c", _KILL_SCRIPT, json.dumps(cfg.model_dump(mode="json")), str(run)],
                        capture_output=True, text=True, timeout=600)
@@ -177,14 +177,14 @@ def test_sigkill_during_checkpoint_keeps_previous_and_resume_works(tmp_path):
 
 
 def test_flipped_byte_falls_back_to_previous_checkpoint(tmp_path):
-    cfg = small_cfg(6, "train.checkpoint_every=3")
+    cfg = small_cfg(6, "train.checkpoint_kimg=0.096")
     train(cfg, None, out_dir=tmp_path)
     newest = tmp_path / "checkpoints" / "ckpt-00000006" / "G.pt"
     raw = bytearray(newest.read_bytes())
     raw[-10] ^= 0xFF
     newest.write_bytes(bytes(raw))
     with pytest.warns(UserWarning, match="damaged"):
-        result = train(small_cfg(9, "train.checkpoint_every=3"), None, out_dir=tmp_path, resume=tmp_path)
+        result = train(small_cfg(9, "train.checkpoint_kimg=0.096"), None, out_dir=tmp_path, resume=tmp_path)
     assert result["resumed_from"].endswith("ckpt-00000003") and result["step"] == 9
 
 
@@ -199,7 +199,7 @@ def test_changed_dynamics_refused_unless_allowed(tmp_path):
 
 
 def test_injected_nan_rolls_back_then_continues(tmp_path):
-    cfg = small_cfg(8, "train.checkpoint_every=2", "train.log_every=2")
+    cfg = small_cfg(8, "train.checkpoint_kimg=0.064", "train.log_kimg=0.064")
     poisoned = []
 
     def poison_once(step, models):
@@ -218,7 +218,7 @@ def test_injected_nan_rolls_back_then_continues(tmp_path):
 
 
 def test_repeated_nan_ends_with_diverged_status(tmp_path):
-    cfg = small_cfg(8, "train.checkpoint_every=2", "train.nan_retries=2")
+    cfg = small_cfg(8, "train.checkpoint_kimg=0.064", "train.nan_retries=2")
 
     def poison_always(step, models):
         if step >= 3:
@@ -259,7 +259,7 @@ _DDP_SCRIPT = textwrap.dedent(
 def test_one_vs_two_workers_same_dynamics(tmp_path):
     """Same global batch on 1 and 2 gloo processes: losses and weights agree (augmentation off,
     because each rank draws its own augmentation; latents and GP mixing are global)."""
-    cfg = small_cfg(4, "augment.policy=[]", "model.mtct.enabled=true", "train.log_every=1", "train.checkpoint_every=4")
+    cfg = small_cfg(4, "augment.policy=[]", "model.mtct.enabled=true", "train.log_kimg=0.032", "train.checkpoint_kimg=0.128")
     cfg_json = json.dumps(cfg.model_dump(mode="json"))
     one = subprocess.run([sys.executable, "-c", _DDP_SCRIPT, "0", "1", "0", cfg_json, str(tmp_path / "w1")],
                          capture_output=True, text=True, timeout=600)
@@ -284,12 +284,41 @@ def test_one_vs_two_workers_same_dynamics(tmp_path):
             assert torch.allclose(s1[name][k], s2[name][k], rtol=1e-3, atol=1e-4), (name, k)
 
 
+def test_intervals_are_in_kimg_whatever_n_critic_or_batch():
+    from transgan_lab.trainers.train import due_events
+
+    for n_critic, batch in ((1, 16), (2, 16), (4, 64), (5, 32)):
+        cfg = load_config("digits-tiny", [f"optim.n_critic={n_critic}", f"optim.batch_d={batch}", "train.log_kimg=0.64",
+                                          "train.eval_kimg=1.28", "train.grid_kimg=0", "train.checkpoint_kimg=2.56"])
+        per_step = n_critic * batch
+        fired: dict[str, list[int]] = {}
+        for step in range(1, 4000 // per_step + 1):
+            for e in due_events(cfg, (step - 1) * per_step, step * per_step, last=False):
+                fired.setdefault(e, []).append(step * per_step // 640)  # in units of 0.64 kimg
+        # the first step at or past each multiple; grid_kimg=0 means "at the end only"
+        assert fired["log"] == [1, 2, 3, 4, 5, 6], (n_critic, batch)
+        assert fired["eval"] == [2, 4, 6] and fired["checkpoint"] == [4] and "grid" not in fired
+    assert due_events(cfg, 0, 1, last=True) == {"log", "eval", "grid", "checkpoint"}
+
+
+def test_lazy_regularisation_penalises_every_kth_d_update(tmp_path):
+    # n_critic 2, a report every step: step s holds D updates 2(s-1) and 2(s-1)+1; with reg_every 4
+    # only updates 0 and 4 (steps 1 and 3) compute the penalty, logged x4 (its mean over updates).
+    cfg = small_cfg(4, "loss.reg_every=4", "train.log_kimg=0.032")
+    rep = ListReporter()
+    train(cfg, rep, out_dir=tmp_path)
+    gp = [m["loss_gp"] for m, _, _ in rep.calls]
+    assert gp[0] > 0 and gp[1] == 0 and gp[2] > 0 and gp[3] == 0
+    assert all(m["g_updates"] == m["step"] for m, _, _ in rep.calls)
+    assert [m["train_s"] for m, _, _ in rep.calls] == sorted(m["train_s"] for m, _, _ in rep.calls)
+
+
 @pytest.mark.slow
 def test_cli_train_digits(tmp_path):
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     cmd = [sys.executable, "-m", "transgan_lab", "train", "digits-tiny", "--kimg", "0.768",
-           "--out", str(tmp_path), "--no-tracking", "--set", "train.log_every=4", "--set", "train.checkpoint_every=6",
-           "--set", "train.grid_every=6", "--set", "eval.n_fake=200"]
+           "--out", str(tmp_path), "--no-tracking", "--set", "train.log_kimg=1.024", "--set", "train.checkpoint_kimg=1.536",
+           "--set", "train.grid_kimg=1.536", "--set", "eval.n_fake=200"]
     p = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900, cwd=tmp_path)
     assert p.returncode == 0, p.stderr
     run = next(tmp_path.glob("digits-tiny-*"))

@@ -1,4 +1,4 @@
-"""GAN losses (computed in fp32), the gradient penalty and the MT-CT reconstruction loss.
+"""GAN losses (computed in fp32), the gradient and R1 penalties and the MT-CT reconstruction loss.
 
 Stats are dicts of detached 0-dim tensors: no ``.item()`` here, so the engine syncs with the
 device only when it logs.
@@ -42,14 +42,28 @@ def gradient_penalty(
     return ((norm - phi) ** 2).mean()
 
 
+def r1_penalty(
+    D: Callable,  # discriminator: images -> (N,) scores
+    real: torch.Tensor,  # (N, C, H, W) real images
+    aug: Callable,  # augmentation applied before D (the gradient is taken w.r.t. the un-augmented image)
+) -> torch.Tensor:
+    """mean ||d D(aug(x)) / d x||_2^2 over real images x (Mescheder et al. 2018; StyleGAN2's R1)."""
+    x = real.detach().requires_grad_(True)
+    with math_sdpa():
+        scores = D(aug(x)).float()
+        (grad,) = torch.autograd.grad(scores.sum(), x, create_graph=True)
+    return grad.float().flatten(1).pow(2).sum(dim=1).mean()
+
+
 def d_loss(
     D: Callable,  # discriminator
     real: torch.Tensor,  # (N, C, H, W) real images
     fake: torch.Tensor,  # (N, C, H, W) generated images (detached here)
-    aug: Callable,  # augmentation (same for real, fake and GP inputs)
-    loss_cfg,  # cfg.loss: kind, gp_weight, phi, drift
+    aug: Callable,  # augmentation (same for real, fake and penalty inputs)
+    loss_cfg,  # cfg.loss: kind, gp_weight, phi, drift, r1_gamma, reg_every
     *,
     gp_alpha: torch.Tensor | None = None,  # (N,) GP mixing weights (the engine draws them per global batch)
+    regularise: bool = True,  # compute the penalties in this update (lazy regularisation: every reg_every-th)
 ) -> tuple[torch.Tensor, dict]:
     kind = loss_cfg.kind
     _check_kind(kind)
@@ -59,24 +73,34 @@ def d_loss(
     real_a, fake_a = aug(real), aug(fake)
     d_real, d_fake = D(torch.cat([real_a, fake_a])).float().split([len(real_a), len(fake_a)])
     zero = d_real.new_zeros(())
-    gp = zero
     if kind in ("wgan-gp-eps", "wgan-gp"):
         loss = -d_real.mean() + d_fake.mean()
-        if loss_cfg.gp_weight > 0:
-            gp = gradient_penalty(D, real, fake, aug, loss_cfg.phi, alpha=gp_alpha)
-            loss = loss + loss_cfg.gp_weight / loss_cfg.phi**2 * gp
         if kind == "wgan-gp-eps" and loss_cfg.drift > 0:
             loss = loss + loss_cfg.drift * d_real.mean() ** 2
     elif kind == "hinge":
         loss = F.relu(1 - d_real).mean() + F.relu(1 + d_fake).mean()
     else:  # nsgan: -log sigmoid(D(real)) - log(1 - sigmoid(D(fake)))
         loss = F.softplus(-d_real).mean() + F.softplus(d_fake).mean()
+    # Penalties. With lazy regularisation (reg_every k > 1) they run on every k-th update with
+    # weight x k, so their expected gradient is unchanged (StyleGAN2); the logged values are the
+    # same unbiased estimate (x k when computed, 0 otherwise), so their mean over updates is the penalty.
+    lazy = int(getattr(loss_cfg, "reg_every", 1))
+    gp = r1 = zero
+    if regularise and kind in ("wgan-gp-eps", "wgan-gp") and loss_cfg.gp_weight > 0:
+        gp = gradient_penalty(D, real, fake, aug, loss_cfg.phi, alpha=gp_alpha) * lazy
+        loss = loss + loss_cfg.gp_weight / loss_cfg.phi**2 * gp
+    r1_gamma = float(getattr(loss_cfg, "r1_gamma", 0.0))
+    if regularise and r1_gamma > 0:
+        r1 = r1_penalty(D, real, aug) * lazy
+        loss = loss + r1_gamma / 2 * r1
     stats = {
         "loss_d": loss.detach(),
         "loss_gp": gp.detach(),
         "d_real": d_real.detach().mean(),
         "d_fake": d_fake.detach().mean(),
     }
+    if r1_gamma > 0:
+        stats["loss_r1"] = r1.detach()
     return loss, stats
 
 

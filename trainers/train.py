@@ -61,6 +61,7 @@ class TrainState:
     rollbacks: int = 0
     best_value: float | None = None  # best primary metric so far
     best_checkpoint: str | None = None
+    train_s: float = 0.0  # seconds spent in training steps (evaluation, grids and checkpoints excluded)
     config_changes: list = field(default_factory=list)
 
 
@@ -178,15 +179,24 @@ def total_steps(cfg: Any) -> int:
     return max(1, math.ceil(cfg.train.kimg * 1000 / (cfg.optim.n_critic * cfg.optim.batch_d)))
 
 
-def _is_report_step(cfg: Any, step: int, last: int) -> bool:
+def crossed(nimg_before: int, nimg_after: int, interval_kimg: float) -> bool:
+    """True when images seen passed a multiple of the interval during this step (0 = never)."""
+    if interval_kimg <= 0:
+        return False
+    every = max(1, round(interval_kimg * 1000))
+    return nimg_after // every > nimg_before // every
+
+
+def due_events(cfg: Any, nimg_before: int, nimg_after: int, *, last: bool) -> set[str]:
+    """What a step ending at ``nimg_after`` must do: 'log', 'eval', 'grid', 'checkpoint' (all at the end).
+
+    Depends on images seen alone, so every rank agrees and the cadence is the same whatever
+    n_critic, the batch or the number of workers."""
+    if last:
+        return {"log", "eval", "grid", "checkpoint"}
     t = cfg.train
-    return (
-        step == last
-        or step % t.log_every == 0
-        or step % t.checkpoint_every == 0
-        or (t.grid_every and step % t.grid_every == 0)
-        or (t.eval_every and step % t.eval_every == 0)
-    )
+    intervals = {"log": t.log_kimg, "eval": t.eval_kimg, "grid": t.grid_kimg, "checkpoint": t.checkpoint_kimg}
+    return {event for event, kimg in intervals.items() if crossed(nimg_before, nimg_after, kimg)}
 
 
 def _diff_dynamics(old: dict, new: Any) -> list[dict]:
@@ -342,9 +352,10 @@ class _Trainer:
             dist.broadcast_object_list(obj, src=0)
         if obj[0] is None:
             return False
-        keep = (self.state.reseed, self.state.rollbacks, self.state.best_value, self.state.best_checkpoint)
+        keep = (self.state.reseed, self.state.rollbacks, self.state.best_value, self.state.best_checkpoint, self.state.train_s)
         self._load_state(obj[0])
-        self.state.reseed, self.state.rollbacks, self.state.best_value, self.state.best_checkpoint = keep
+        (self.state.reseed, self.state.rollbacks, self.state.best_value, self.state.best_checkpoint,
+         self.state.train_s) = keep
         _seed_globals(self.cfg.seed * 7919 + 1 + self.rank + 1_000_003 * self.state.reseed)
         return True
 
@@ -379,7 +390,11 @@ class _Trainer:
         G_mod, D_mod = _unwrap(self.G), _unwrap(self.D)
         width = self._locality()
         real_local = None
+        reg_every = getattr(cfg.loss, "reg_every", 1)
         for k in range(opt.n_critic):
+            # Lazy regularisation: the penalties run on every reg_every-th D update (counted over
+            # the whole run, so the cadence survives resume), weighted x reg_every in d_loss.
+            regularise = (self.state.step * opt.n_critic + k) % reg_every == 0
             real_local = self.stream.next_batch().to(self.device, non_blocking=True)
             z_local = self._latents(opt.batch_d, self.d_local, tag=1, k=k)
             alpha_local = self._global_draw((opt.batch_d,), self.d_local, tag=3, k=k, kind=torch.rand)
@@ -391,7 +406,8 @@ class _Trainer:
                 with (self.D.no_sync() if sync else contextlib.nullcontext()):
                     with self._autocast():
                         loss, stats = losses.d_loss(
-                            self.D, real_local[rows], fake.float(), self.aug, cfg.loss, gp_alpha=alpha_local[rows]
+                            self.D, real_local[rows], fake.float(), self.aug, cfg.loss, gp_alpha=alpha_local[rows],
+                            regularise=regularise,
                         )
                     (loss / opt.accum).backward()
                 for key, v in stats.items():
@@ -503,12 +519,14 @@ def train(
 
     while t.state.step < t.last_step:
         t0 = time.perf_counter()
+        nimg_before = t.state.nimg
         t.step(acc)
         n_acc += 1
         if on_step is not None:
             on_step(t.state.step, {"G": _unwrap(t.G), "D": _unwrap(t.D), "G_ema": t.G_ema})
         step = t.state.step
-        if not _is_report_step(cfg, step, t.last_step):
+        events = due_events(cfg, nimg_before, t.state.nimg, last=step == t.last_step)
+        if not events:
             t_train += time.perf_counter() - t0
             continue
         # One host sync per report: all accumulated device values at once.
@@ -519,6 +537,7 @@ def train(
             values /= t.world
         values = values.tolist()
         t_train += time.perf_counter() - t0
+        t.state.train_s += t_train
         if not all(math.isfinite(v) for v in values):
             t.state.rollbacks += 1
             t.state.reseed += 1
@@ -537,13 +556,14 @@ def train(
         metrics = dict(zip(keys, values))
         images = t.state.nimg - nimg_mark
         metrics.update(
-            step=step, nimg=t.state.nimg, kimg=t.state.nimg / 1000, epoch=float(t.stream.epoch),
+            step=step, g_updates=step, nimg=t.state.nimg, kimg=t.state.nimg / 1000, epoch=float(t.stream.epoch),
+            train_s=t.state.train_s,
             ema_beta=t.last_beta, lr_g=t.opt_G.param_groups[0]["lr"], lr_d=t.opt_D.param_groups[0]["lr"],
             img_per_s=images / max(t_train, 1e-9), sec_per_kimg=t_train / max(images / 1000, 1e-9),
             rollbacks=t.state.rollbacks,
         )
         files: dict[str, str] = {}
-        if step == t.last_step or (cfg.train.eval_every and step % cfg.train.eval_every == 0):
+        if "eval" in events:
             latest_eval, protocols = t.evaluate()
             if rank == 0:
                 ppath = out / "protocols.json"
@@ -558,12 +578,12 @@ def train(
                     t.state.best_value = value
                     t.state.best_checkpoint = str(t.ckpt_root / ckpt.checkpoint_name(step))
         metrics.update(latest_eval)
-        if step == t.last_step or (cfg.train.grid_every and step % cfg.train.grid_every == 0):
+        if "grid" in events:
             grid = t.write_grid()
             if grid:
                 files["grid"] = grid
         ckpt_dir = None
-        if step == t.last_step or step % cfg.train.checkpoint_every == 0:
+        if "checkpoint" in events:
             saved = t.save()
             ckpt_dir = str(saved) if saved is not None else None
         metrics["peak_mem_mb"] = _peak_mem_mb(t.device)
@@ -588,6 +608,8 @@ def train(
         "step": t.state.step,
         "nimg": t.state.nimg,
         "kimg": t.state.nimg / 1000,
+        "g_updates": t.state.step,
+        "train_s": t.state.train_s,
         "rollbacks": t.state.rollbacks,
         "best_value": t.state.best_value,
         "best_checkpoint": t.state.best_checkpoint,
