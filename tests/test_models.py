@@ -238,3 +238,24 @@ def test_bad_model_settings_fail_early_with_the_field_named():
     with torch.device("meta"):
         D, G = build_discriminator(cfg), build_generator(cfg)
         assert tuple(D(G(torch.zeros(2, G.latent_dim))).shape) == (2,)
+
+
+def test_v2_d_last_block_has_noise_injection_like_the_official_d():
+    # The official ViT_custom_scale2_rp_noise adds learned-strength noise in every block, the last
+    # one (after the [cls] token) included: 10,210,400 parameters, the last one that strength.
+    cfg = load_config("cifar10-v2", ["data.resolution=16", "model.g.bottom=4", "model.d.embed_dim=32", "model.d.depth=1"])
+    torch.manual_seed(0)
+    D = build_discriminator(cfg).eval()
+    x = torch.rand(2, 3, 16, 16) * 2 - 1
+    with torch.no_grad():
+        D.last_block.attn.noise_strength.fill_(0.5)
+        for blk in (*D.stage1, *D.stage2):
+            blk.attn.noise_strength.zero_()
+        torch.manual_seed(1)
+        a = D(x)
+        torch.manual_seed(2)
+        b = D(x)
+        torch.manual_seed(1)
+        assert torch.equal(D(x), a) and not torch.allclose(a, b)  # the last block's noise reaches the output
+    with torch.device("meta"):
+        assert _params(build_discriminator(load_config("cifar10-v2", []))) == 10_210_400

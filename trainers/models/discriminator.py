@@ -86,7 +86,8 @@ class MultiScaleDiscriminator(nn.Module):
 
     fine branch: Conv k=s=p -> (H/p)^2 tokens x 3C/4 (+pos) -> depth blocks
     -> map -> AvgPool 2 -> concat with coarse branch Conv k=s=2p (C/4) -> (H/2p)^2 x C (+pos) -> depth blocks
-    -> prepend [cls] -> one final block (no relative bias) -> norm -> Linear on [cls].
+    -> prepend [cls] -> one final block (no relative bias; noise injection like the others, as the
+    official ViT_custom_scale2_rp_noise) -> norm -> Linear on [cls].
     """
 
     def __init__(
@@ -127,7 +128,7 @@ class MultiScaleDiscriminator(nn.Module):
             for _ in range(depth)
         )
         self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
-        self.last_block = Block(dim=embed_dim, **common)
+        self.last_block = Block(dim=embed_dim, noise_injection=noise_injection, **common)
         self.norm = make_norm(norm, embed_dim)
         self.head = nn.Linear(embed_dim, 1)
         self.apply(init_transgan_d)
