@@ -78,6 +78,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--inception-weights", help="path to the TF-Inception weights file")
     p.add_argument("--json", action="store_true", help="print values and protocols as JSON")
 
+    # import-official
+    p = sub.add_parser("import-official", help="convert an official TransGAN checkpoint into one of our run folders")
+    p.add_argument("checkpoint", metavar="CKPT", help="the official checkpoint file (train_derived.py's dict)")
+    p.add_argument("--preset", required=True, help="our preset that is the file's official counterpart (README table)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value after the counterpart's own overrides (repeatable)")
+    p.add_argument("--out", required=True, help="run folder to create (eval, sample and train --resume take it)")
+    p.add_argument("--official-d", help="official --dis_model of the file when it does not record it")
+    p.add_argument("--fresh-optimizers", action="store_true", help="do not import the official Adam states")
+    p.add_argument("--generator-only", action="store_true",
+                   help="accept a bare generator state dict (G = G_ema = file; D and optimizers start fresh)")
+
     # sample
     p = sub.add_parser("sample", help="write PNG samples from a checkpoint's EMA generator")
     p.add_argument("checkpoint", metavar="CHECKPOINT")
@@ -125,6 +137,7 @@ COMMANDS = {
     "sweep": ("transgan_lab.platform.tune", "cmd_sweep"),
     "eval": ("transgan_lab.platform.commands", "cmd_eval"),
     "sample": ("transgan_lab.platform.commands", "cmd_sample"),
+    "import-official": ("transgan_lab.platform.official", "cmd_import_official"),
     "table": ("transgan_lab.analysis.cli", "cmd_table"),
     "report": ("transgan_lab.analysis.cli", "cmd_report"),
     "ui": ("transgan_lab.platform.tracking", "cmd_ui"),
