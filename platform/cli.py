@@ -77,6 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", type=int, help="generation batch size")
     p.add_argument("--inception-weights", help="path to the TF-Inception weights file")
     p.add_argument("--json", action="store_true", help="print values and protocols as JSON")
+    p.add_argument("--protocol", choices=["ours", "official"], default="ours",
+                   help="'official': also compute fid/is under the official TransGAN evaluation, side by side")
+    p.add_argument("--official-stats", metavar="NPZ", help="the official fid_stat/*.npz file (--protocol official)")
 
     # import-official
     p = sub.add_parser("import-official", help="convert an official TransGAN checkpoint into one of our run folders")

@@ -206,7 +206,20 @@ def cmd_eval(args: argparse.Namespace) -> int:
         overrides["inception_weights"] = args.inception_weights
     if overrides:
         cfg = C.from_dict({**cfg.model_dump(mode="json"), "eval": {**cfg.eval.model_dump(mode="json"), **overrides}})
+    official = None
+    if getattr(args, "protocol", "ours") == "official":  # resolved (files, preset) before any sampling
+        from transgan_lab.platform.official import OfficialEval, eval_json, print_side_by_side
+
+        official = OfficialEval(args, cfg, manifest, metrics)
     results = evaluate(G, cfg, metrics=metrics, n_fake=args.n, batch=args.batch)
+    if official is not None:
+        official_results = official.run(G, cfg, args.batch)
+        if args.json:
+            print(json.dumps({"checkpoint": str(args.checkpoint), "step": manifest["step"], "kimg": manifest.get("kimg"),
+                              **eval_json(results, official_results)}, indent=2, sort_keys=True))
+        else:
+            print_side_by_side(results, official_results, protocol=official.protocol, skipped=official.skipped)
+        return 0
     if args.json:
         print(json.dumps({"checkpoint": str(args.checkpoint), "step": manifest["step"], "kimg": manifest.get("kimg"),
                           "metrics": results}, indent=2, sort_keys=True))

@@ -1,17 +1,22 @@
-"""`transgan-lab import-official`.
+"""`transgan-lab import-official` and `transgan-lab eval --protocol official`.
 
 import-official: an official TransGAN checkpoint file -> one of our run folders
 (``<out>/checkpoints/ckpt-<step>/``) that ``eval``, ``sample`` and ``train --resume`` accept. The
 preset names the official counterpart (``trainers.official.COUNTERPARTS``); its config overrides
 are applied first, the user's ``--set`` after them. Everything is read and checked before the
 output folder is created.
+
+eval --protocol official: our protocol and the official one side by side
+(``trainers.metrics.official``).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 from transgan_lab.platform import config as C
 from transgan_lab.platform.cli import UserError
@@ -60,6 +65,65 @@ def cmd_import_official(args: argparse.Namespace) -> int:
     print(f"optimizers: {info['optimizers']}")
     if info["dropped_unused"]:
         print(f"dropped (never read by the official forward): {', '.join(info['dropped_unused'])}")
-    print(f"evaluate:  transgan-lab eval {out}")
+    print(f"evaluate:  transgan-lab eval {out} --protocol official")
     print("resume:    " + " ".join(["transgan-lab train", args.preset, *(f"--set {o}" for o in overrides), "--resume", str(out)]))
     return 0
+
+
+# ----------------------------------------------------------------------------------- eval
+
+
+class OfficialEval:
+    """The official protocol, resolved and checked before anything is computed."""
+
+    def __init__(self, args: argparse.Namespace, cfg: Any, manifest: dict, metrics: list[str] | None):
+        from transgan_lab.trainers.metrics import official as OM
+        from transgan_lab.trainers.metrics.inception import resolve_weights
+
+        preset = (manifest.get("official") or {}).get("preset") or cfg.preset
+        self.protocol = OM.protocol_for(preset)
+        wanted = metrics if metrics is not None else list(cfg.eval.metrics)
+        self.metrics = tuple(m for m in wanted if m in OM.OFFICIAL_METRICS)
+        self.skipped = [m for m in wanted if m not in OM.OFFICIAL_METRICS]
+        if not self.metrics:
+            raise UserError(f"--protocol official computes {', '.join(OM.OFFICIAL_METRICS)}; asked for {wanted}")
+        self.stats = Path(args.official_stats) if args.official_stats else OM.default_stats_path(cfg, self.protocol)
+        if "fid" in self.metrics:
+            OM.load_official_stats(self.stats, self.protocol)  # missing or wrong file: refused before any sampling
+        resolve_weights(cfg)
+        self.n = args.n
+
+    def run(self, G: Any, cfg: Any, batch: int | None) -> dict:
+        from transgan_lab.trainers.metrics.official import evaluate_official
+
+        return evaluate_official(G, cfg, protocol=self.protocol, stats_path=self.stats, metrics=self.metrics,
+                                 n_fake=self.n, batch=batch)
+
+
+def print_side_by_side(ours: dict, official: dict, *, protocol: Any, skipped: list[str]) -> None:
+    """Both protocols' values in two columns, then what each protocol is and where they differ."""
+    p = protocol
+    print(f"{'metric':>8}  {'ours':>10}  {'official':>10}")
+    for name in list(ours) + [m for m in official if m not in ours]:
+        a = f"{ours[name]['value']:.4f}" if name in ours else "-"
+        b = f"{official[name]['value']:.4f}" if name in official else "n/a"
+        print(f"{name:>8}  {a:>10}  {b:>10}")
+    some = next(iter(ours.values()), None)
+    if some:
+        q = some["protocol"]
+        print(f"ours:     n_fake {q.get('n_fake')}, reference {q.get('reference_split', '-')} through {q.get('extractor')}, "
+              f"{q.get('quantisation')}, FID square root by symmetric eigendecomposition")
+    first = next(iter(official.values()))["protocol"]
+    print(f"official: {p.name}; n_fake {first['n_fake']}; reference {first.get('stats_file', p.stats_file)} "
+          f"({p.stats_source}); quantisation {p.quantisation}; FID square root {p.fid_sqrt}")
+    for d in first["deviations"]:
+        print(f"  here:   {d}")
+    if skipped:
+        print(f"  not in the official protocol: {', '.join(skipped)}")
+
+
+def eval_json(ours: dict, official: dict | None) -> dict:
+    out: dict = {"metrics": ours}
+    if official is not None:
+        out["official"] = official
+    return json.loads(json.dumps(out, default=float))
