@@ -160,6 +160,9 @@ class OptimConfig(_Section):
     ema_kimg: float = Field(500.0, gt=0)  # EMA half-life in thousands of images
     ema_rampup: Optional[float] = Field(0.1, ge=0)  # half-life <= rampup * images seen; None = off
     ema_beta: Optional[float] = Field(None, ge=0, lt=1)  # fixed beta per G step (overrides kimg)
+    # The G update's samples (detached) also serve the last D update of the step: one generator
+    # pass less per step (a recipe change; the official code draws fresh latents for each).
+    share_fakes: bool = False
 
 
 class TrainConfig(_Section):
@@ -308,6 +311,11 @@ def cross_field_errors(cfg: ExperimentConfig) -> list[str]:
                     f"model.d.embed_dim={d.embed_dim}: the multiscale D splits it 3/4 + 1/4; use a multiple "
                     f"of 4 whose 3/4 is divisible by model.d.heads={d.heads}"
                 )
+    if opt.share_fakes and (opt.accum > 1 or opt.batch_g < opt.batch_d):
+        err.append(
+            f"optim.share_fakes needs optim.accum=1 and optim.batch_g >= optim.batch_d (got accum={opt.accum}, "
+            f"batch_g={opt.batch_g}, batch_d={opt.batch_d}); set optim.share_fakes=false or change them"
+        )
     for name, batch in (("optim.batch_d", opt.batch_d), ("optim.batch_g", opt.batch_g)):
         if batch % (res.workers * opt.accum):
             err.append(

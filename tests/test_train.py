@@ -122,10 +122,11 @@ def _run_script(cfg, out: Path, resume: Path | None = None, env_extra: dict | No
 
 
 @pytest.mark.slow
-def test_resume_in_fresh_process_is_bit_identical(tmp_path):
+@pytest.mark.parametrize("share", [False, True])
+def test_resume_in_fresh_process_is_bit_identical(tmp_path, share):
     straight, split = tmp_path / "straight", tmp_path / "split"
-    full = small_cfg(6, "train.checkpoint_kimg=0.096")
-    half = small_cfg(3, "train.checkpoint_kimg=0.096")
+    full = small_cfg(6, "train.checkpoint_kimg=0.096", f"optim.share_fakes={share}")
+    half = small_cfg(3, "train.checkpoint_kimg=0.096", f"optim.share_fakes={share}")
     r = _run_script(full, straight)
     assert r.returncode == 0, r.stderr
     r = _run_script(half, split)
@@ -311,6 +312,26 @@ def test_lazy_regularisation_penalises_every_kth_d_update(tmp_path):
     assert gp[0] > 0 and gp[1] == 0 and gp[2] > 0 and gp[3] == 0
     assert all(m["g_updates"] == m["step"] for m, _, _ in rep.calls)
     assert [m["train_s"] for m, _, _ in rep.calls] == sorted(m["train_s"] for m, _, _ in rep.calls)
+
+
+def test_shared_fakes_save_one_generator_pass_per_step(tmp_path):
+    from transgan_lab.trainers.train import _Trainer
+
+    passes = {}
+    for share in (False, True):
+        cfg = small_cfg(3, f"optim.share_fakes={share}")  # n_critic 2
+        t = _Trainer(cfg, ListReporter(), out_dir=tmp_path / str(share), device="cpu", on_step=None)
+        calls = []
+        t.G.register_forward_hook(lambda m, args, out: calls.append(torch.is_grad_enabled()))
+        acc: dict = {}
+        for _ in range(3):
+            t.step(acc)
+        passes[share] = calls
+        assert all(torch.isfinite(torch.as_tensor(v)).all() for v in acc.values())
+    assert passes[False] == [False, False, True] * 3  # two no-grad passes for D, one for the G update
+    assert passes[True] == [False, True] * 3  # the G update's pass also feeds the last D update
+    with pytest.raises(Exception, match="share_fakes needs optim.accum=1"):
+        small_cfg(3, "optim.share_fakes=true", "optim.accum=2")
 
 
 @pytest.mark.slow

@@ -228,6 +228,9 @@ class _Trainer:
         self.d_micro, self.g_micro = self.d_local // opt.accum, self.g_local // opt.accum
         self.last_step = total_steps(cfg)
         self.amp_dtype = autocast_dtype(cfg.train.precision, self.device)
+        self.share_fakes = bool(getattr(opt, "share_fakes", False))
+        if self.share_fakes and (opt.accum > 1 or opt.batch_g < opt.batch_d):
+            raise ValueError("optim.share_fakes needs optim.accum=1 and optim.batch_g >= optim.batch_d")
 
         if cfg.train.deterministic:
             torch.use_deterministic_algorithms(True, warn_only=True)
@@ -383,6 +386,18 @@ class _Trainer:
             return None
         return locality_width(loc, int(self.stream.epoch))
 
+    def _g_forward(self, z: torch.Tensor, real: torch.Tensor, width: int | None) -> tuple:
+        """G's pass of the G update (with grad): (fake, sr, real); sr is None without MT-CT."""
+        from transgan_lab.trainers import losses
+
+        if self.cfg.model.mtct.enabled:
+            # One batched pass for G(z) and the super-resolution task, so every G parameter is
+            # used in the same DDP forward.
+            lr = losses.downsample_for_mtct(real, side=_unwrap(self.G).bottom)
+            fake, sr = self.G(z, locality_width=width, lr_images=lr)
+            return fake, sr, real
+        return self.G(z, locality_width=width), None, real
+
     def step(self, acc: dict) -> None:
         from transgan_lab.trainers import losses
 
@@ -391,17 +406,30 @@ class _Trainer:
         width = self._locality()
         real_local = None
         reg_every = getattr(cfg.loss, "reg_every", 1)
+        z_g = self._latents(opt.batch_g, self.g_local, tag=2)
+        # optim.share_fakes: the G update's own samples (detached) are the fakes of the last D
+        # update, which saves one generator pass per step (accum 1 and batch_g >= batch_d only).
+        g_pass = None
         for k in range(opt.n_critic):
             # Lazy regularisation: the penalties run on every reg_every-th D update (counted over
             # the whole run, so the cadence survives resume), weighted x reg_every in d_loss.
             regularise = (self.state.step * opt.n_critic + k) % reg_every == 0
             real_local = self.stream.next_batch().to(self.device, non_blocking=True)
-            z_local = self._latents(opt.batch_d, self.d_local, tag=1, k=k)
             alpha_local = self._global_draw((opt.batch_d,), self.d_local, tag=3, k=k, kind=torch.rand)
+            shared = None
+            if self.share_fakes and k == opt.n_critic - 1:
+                with self._autocast():
+                    g_pass = self._g_forward(z_g, real_local, width)
+                shared = g_pass[0].detach()[: self.d_local]
+            else:
+                z_local = self._latents(opt.batch_d, self.d_local, tag=1, k=k)
             for a in range(opt.accum):
                 rows = slice(a * self.d_micro, (a + 1) * self.d_micro)
-                with torch.no_grad(), self._autocast():
-                    fake = self.G(z_local[rows], locality_width=width)
+                if shared is not None:
+                    fake = shared
+                else:
+                    with torch.no_grad(), self._autocast():
+                        fake = self.G(z_local[rows], locality_width=width)
                 sync = self.world > 1 and a < opt.accum - 1
                 with (self.D.no_sync() if sync else contextlib.nullcontext()):
                     with self._autocast():
@@ -417,22 +445,18 @@ class _Trainer:
             self.opt_D.zero_grad(set_to_none=True)
 
         D_mod.requires_grad_(False)
-        z_local = self._latents(opt.batch_g, self.g_local, tag=2)
         for a in range(opt.accum):
             rows = slice(a * self.g_micro, (a + 1) * self.g_micro)
             sync = self.world > 1 and a < opt.accum - 1
             with (self.G.no_sync() if sync else contextlib.nullcontext()):
                 with self._autocast():
-                    if cfg.model.mtct.enabled:
-                        # One batched pass for G(z) and the super-resolution task, so every G
-                        # parameter is used in the same DDP forward.
+                    if g_pass is None:
                         real = real_local[a * self.d_micro : (a + 1) * self.d_micro]
-                        lr = losses.downsample_for_mtct(real, side=G_mod.bottom)
-                        fake, sr = self.G(z_local[rows], locality_width=width, lr_images=lr)
+                        fake, sr, real = self._g_forward(z_g[rows], real, width)
                     else:
-                        fake = self.G(z_local[rows], locality_width=width)
+                        fake, sr, real = g_pass
                     loss, stats = losses.g_loss(self.D_for_g, fake.float(), self.aug, cfg.loss)
-                    if cfg.model.mtct.enabled:
+                    if sr is not None:
                         l_sr = losses.mtct_mse(sr, real)
                         loss = loss + cfg.model.mtct.weight * l_sr
                         acc["loss_mtct"] = acc.get("loss_mtct", 0.0) + l_sr.detach() / opt.accum
