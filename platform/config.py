@@ -87,6 +87,7 @@ class GeneratorConfig(_Section):
     window_size: int = Field(16, ge=1)  # grid attention window side
     window_min_res: int = Field(64, ge=1)  # stages at this resolution or above attend in windows
     noise_injection: bool = False
+    out_act: Literal["none", "tanh"] = "none"  # output activation; none = the official generator
     self_modulation: bool = False  # cross-attention to latent tokens in every block
     modulation_tokens: int = Field(16, ge=1)
     conv_ch: int = Field(256, ge=8)  # width of the conv baseline

@@ -259,3 +259,14 @@ def test_v2_d_last_block_has_noise_injection_like_the_official_d():
         assert torch.equal(D(x), a) and not torch.allclose(a, b)  # the last block's noise reaches the output
     with torch.device("meta"):
         assert _params(build_discriminator(load_config("cifar10-v2", []))) == 10_210_400
+
+
+def test_tanh_output_is_the_plain_output_squashed():
+    torch.manual_seed(0)
+    plain = build_generator(load_config("digits-tiny", ["model.g.out_act=none"]))
+    torch.manual_seed(0)
+    squashed = build_generator(load_config("digits-tiny", ["model.g.out_act=tanh"]))
+    z = torch.randn(4, plain.latent_dim) * 3
+    raw, out = plain(z), squashed(z)
+    torch.testing.assert_close(out, torch.tanh(raw))
+    assert out.abs().max() < 1 and sum(p.numel() for p in plain.parameters()) == sum(p.numel() for p in squashed.parameters())

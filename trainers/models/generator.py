@@ -2,7 +2,8 @@
 
 latent z -> Linear -> bottom x bottom tokens of width C (+ pos-embed) -> stage 0 blocks
 -> [tokens -> map -> PixelShuffle(2) -> tokens: resolution x2, width /4, + pos-embed -> blocks] ...
--> map -> 1x1 conv to image channels. No output activation (as the paper's code).
+-> map -> 1x1 conv to image channels. No output activation by default (as the paper's code); ``out_act=
+"tanh"`` bounds the output to (-1, 1), the range of the data.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ class TransGANGenerator(nn.Module):
         locality_kind: Optional[str] = None,  # "band1d" | "box2d" for the locality mask; None = never masked
         locality_blocks: int = 1,  # masked blocks at the end of the last stage
         mtct: bool = False,  # build the super-resolution input path (MT-CT)
+        out_act: str = "none",  # "none" (official) | "tanh": activation on the output pixels
     ):
         super().__init__()
         n = len(depths)
@@ -62,6 +64,9 @@ class TransGANGenerator(nn.Module):
         self.sides = [bottom * 2**i for i in range(n)]
         self.widths = [embed_dim // 4**i for i in range(n)]
         self.locality_kind = locality_kind
+        if out_act not in ("none", "tanh"):
+            raise ValueError(f"model.g.out_act={out_act!r}; use 'none' or 'tanh'")
+        self.out_act = out_act
 
         self.l1 = nn.Linear(latent_dim, bottom * bottom * embed_dim)
         self.sr_embed = nn.Linear(channels, embed_dim) if mtct else None
@@ -179,6 +184,8 @@ class TransGANGenerator(nn.Module):
         side = self.sides[-1]
         x = x.transpose(1, 2).reshape(B, self.widths[-1], side, side)  # (B, C, H, W)
         out = self.head(x)
+        if self.out_act == "tanh":
+            out = torch.tanh(out)
         if len(parts) == 2:
             return out[: z.shape[0]], out[z.shape[0] :]
         return out
@@ -218,4 +225,5 @@ def build_transgan_generator(cfg) -> TransGANGenerator:
         locality_kind=loc.kind if loc.enabled else None,
         locality_blocks=loc.last_blocks,
         mtct=bool(mtct is not None and mtct.enabled),
+        out_act=getattr(g, "out_act", "none"),
     )
