@@ -620,7 +620,7 @@ def train(
         reporter.report(metrics, checkpoint_dir=ckpt_dir if rank == 0 else None, files=files or None)
         if show:
             print(
-                f"\r[{cfg.name}] step {step}/{t.last_step}  {metrics['kimg']:.1f} kimg  "
+                f"\r[{cfg.name}] {metrics['kimg']:.1f}/{cfg.train.kimg:g} kimg  {step}/{t.last_step} G updates  "
                 f"loss_d {metrics.get('loss_d', float('nan')):.3f}  loss_g {metrics.get('loss_g', float('nan')):.3f}  "
                 f"{metrics['img_per_s']:.0f} img/s",
                 end="" if step < t.last_step else "\n", file=sys.stderr, flush=True,
