@@ -113,10 +113,14 @@ class RayTrainReporter:
 def train_loop_per_worker(loop: dict) -> None:
     """Runs on every Ray Train worker: rebuild the config, resume if Ray has a checkpoint, train."""
     import ray.train
+    import torch
 
     from transgan_lab.trainers.train import train
 
     cfg = from_dict(loop["config"])
+    # Compute threads = the CPUs this worker reserved. Ray sets OMP_NUM_THREADS only for whole CPU
+    # counts, so a 0.9-CPU worker ran a thread per core and two trials on 2 cores ran 4 threads.
+    torch.set_num_threads(max(1, int(cfg.resources.cpus_per_worker)))
     ctx = ray.train.get_context()
     rank = ctx.get_world_rank()
     out_dir = Path(loop["out_dir"])
