@@ -1,0 +1,38 @@
+"""bench/time_to_quality.py end to end on a very short run: the curve, the keys the README quotes,
+the class histogram, the step's cost and the figures (never its timings)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.slow
+def test_time_to_quality_writes_curve_histogram_cost_and_figures(tmp_path):
+    out = tmp_path / "ttq.json"
+    cmd = [sys.executable, str(REPO / "bench" / "time_to_quality.py"), "--label", "smoke", "--out", str(out),
+           "--set", "train.kimg=0.384", "--eval-kimg", "0.128", "--set", "eval.n_fake=200"]
+    env = {**os.environ, "TRANSGAN_LAB_TTQ_CACHE": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"}
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=900, cwd=tmp_path, env=env)
+    assert p.returncode == 0, p.stderr[-3000:]
+    run = json.loads(out.read_text())["runs"]["smoke"]
+    for key in ("final_digits_fid", "final_digits_is", "train_seconds", "g_updates"):
+        assert key in run
+    curve = run["curve"]
+    assert [pt["g_updates"] for pt in curve] == [2, 4, 6]  # 64 images per update, an evaluation every 128
+    assert all(a["train_s"] < b["train_s"] for a, b in zip(curve, curve[1:]))
+    assert run["final_digits_fid"] == round(curve[-1]["digits_fid"], 2) > 0 and run["g_updates"] == 6
+    hist = run["class_histogram"]
+    assert len(hist["counts"]) == 10 and sum(hist["counts"]) == hist["n"] == 2000
+    cost = run["step_cost"]
+    assert cost["step_gflop"] > 0 and cost["matmul_gflops_fp32"] > 0 and cost["top_ops"]
+    assert 0 < sum(o["share"] for o in cost["top_ops"]) <= 1.0 + 1e-6
+    assert out.with_suffix(".png").stat().st_size > 0
+    assert (tmp_path / "ttq_smoke_samples.png").stat().st_size > 0
