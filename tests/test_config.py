@@ -24,13 +24,13 @@ BAD_OVERRIDES = [
     (["data.dataset=mnist"], ["data.dataset", "'mnist'", "'cifar10'"]),
     (["data.channels=2"], ["data.channels", "(got 2)"]),
     (["data.resolution=4"], ["data.resolution", "greater than or equal to 8"]),
-    (["model.g.heads=7"], ["model.g.heads=7", "model.g.embed_dim=256"]),
+    (["model.g.heads=7", "model.g.embed_dim=256"], ["model.g.heads=7", "model.g.embed_dim=256"]),
     (["model.g.embed_dim=100"], ["model.g.embed_dim=100", "4^(stages-1)=16"]),
     (["model.g.depths=[]"], ["model.g.depths=[]", "positive block count"]),
     (["model.g.norm=bn"], ["model.g.norm", "(got 'bn')"]),
     (["model.g.locality.schedule=[[5, 4], [2, 6]]"], ["model.g.locality.schedule", "strictly increasing"]),
     (["model.g.locality.off_epoch=10"], ["model.g.locality.off_epoch=10", "last schedule epoch 42"]),
-    (["model.d.heads=5"], ["model.d.embed_dim=128", "model.d.heads=5"]),
+    (["model.d.heads=5", "model.d.embed_dim=128"], ["model.d.embed_dim=128", "model.d.heads=5"]),
     (["model.d.patch_size=3"], ["model.d.patch_size=3", "data.resolution=16"]),
     (["model.d.arch=multiscale", "model.d.embed_dim=130", "model.d.heads=2"], ["model.d.embed_dim=130", "multiscale"]),
     (["model.mtct.enabled=true", "model.g.arch=conv"], ["model.mtct.enabled", "model.g.arch=transgan"]),
@@ -143,7 +143,7 @@ def test_base_inheritance_and_relative_base(tmp_path):
     tiny = load_config("digits-tiny")
     assert child.preset == "child" and child.name == "parent" and child.seed == 7
     assert child.optim.lr_g == 5e-4 and child.train.kimg == 3 and child.model.g.heads == 2
-    assert child.model.g.embed_dim == tiny.model.g.embed_dim == 256  # siblings survive the deep merge
+    assert child.model.g.embed_dim == tiny.model.g.embed_dim and child.model.g.depths == tiny.model.g.depths  # siblings survive the deep merge
     assert child.optim.batch_d == tiny.optim.batch_d and child.data == tiny.data
 
 

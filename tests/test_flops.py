@@ -39,12 +39,12 @@ def test_windowed_block_counts_window_attention():
 def test_digits_generator_total_matches_hand_count():
     cfg = load_config("digits-tiny", [])
     s = model_summary(cfg)
-    latent, bottom, width = 64, 4, 256
-    hand = 2 * latent * bottom * bottom * width  # latent projection
-    for side, dim, depth in ((4, 256, 2), (8, 64, 1), (16, 16, 1)):
+    g = cfg.model.g
+    hand = 2 * g.latent_dim * g.bottom * g.bottom * g.embed_dim  # latent projection
+    for side, dim, depth in zip(cfg.stage_resolutions(), cfg.stage_widths(), g.depths):
         n = side * side
         hand += depth * block_flops_by_hand(n_tokens=n, dim=dim, attended=n)
-    hand += 2 * 16 * 16 * 16 * 1  # 1x1 conv head: 16 channels -> 1
+    hand += 2 * 16 * 16 * cfg.stage_widths()[-1] * 1  # 1x1 conv head: last width -> 1 channel
     assert s["g_flops"] == hand
     assert set(s) == {"g_params", "d_params", "g_flops", "d_flops"}
     assert all(isinstance(v, int) and v > 0 for v in s.values())

@@ -216,8 +216,9 @@ def test_initialisation_follows_the_facts():
     fan_in, fan_out = 3 * 2 * 2, 48 * 2 * 2
     bound = (6 / (fan_in + fan_out)) ** 0.5  # xavier-uniform on the patch conv
     assert D.embed1.weight.abs().max() <= bound and D.embed1.weight.abs().max() > 0.9 * bound
-    G = build_generator(load_config("digits-tiny", []))
-    head_bound = (6 / (16 + 1)) ** 0.5
+    tiny = load_config("digits-tiny", [])
+    G = build_generator(tiny)
+    head_bound = (6 / (tiny.stage_widths()[-1] + 1)) ** 0.5  # xavier-uniform on the 1x1 head conv
     assert G.head.weight.abs().max() <= head_bound
     assert abs(G.pos_embed[0].std().item() - 0.02) < 0.002
 

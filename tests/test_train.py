@@ -190,7 +190,7 @@ def test_flipped_byte_falls_back_to_previous_checkpoint(tmp_path):
 
 
 def test_changed_dynamics_refused_unless_allowed(tmp_path):
-    train(small_cfg(3), None, out_dir=tmp_path)
+    train(small_cfg(3, "optim.lr_g=2e-4"), None, out_dir=tmp_path)
     changed = small_cfg(6, "optim.lr_g=3e-4")
     with pytest.raises(ckpt.CheckpointError, match=r"optim.lr_g: 0.0002 -> 0.0003.*--allow-config-change"):
         train(changed, None, out_dir=tmp_path, resume=tmp_path)
