@@ -106,9 +106,11 @@ def test_write_samples_pngs_grid_interpolation(tmp_path):
     expected = sampling.to_uint8(G(sampling.latents(1, 8, 4)))[0, 0].numpy()
     assert np.array_equal(first, expected)
     grid = np.asarray(Image.open(paths[5]))
-    assert grid.shape == (2 + 2 * 18, 2 + 3 * 18)  # 5 images, 3 per row, 2 px padding
+    cell = 3 * 16 + 2  # each 16 px sample drawn 3x (>= sampling.GRID_MIN_PX), 2 px padding
+    assert grid.shape == (2 + 2 * cell, 2 + 3 * cell, 3)  # 5 images, 3 per row; grey tiled as RGB
+    assert np.array_equal(grid[2:50, 2:50, 0], first.repeat(3, axis=0).repeat(3, axis=1))  # nearest, whole factor
     inter = np.asarray(Image.open(paths[6]))
-    assert inter.shape == (2 + 4 * 18, 2 + 6 * 18)  # 4 paths x 6 points
+    assert inter.shape == (2 + 4 * cell, 2 + 6 * cell, 3)  # 4 paths x 6 points
     ends = sampling.interpolate(G, 6, 4)
     z = sampling.latents(8, 8, 4)
     torch.testing.assert_close(ends[0], G(z[:1])[0], atol=1e-5, rtol=0)  # path 0 starts at z_0
