@@ -83,7 +83,8 @@ def test_frame_has_one_typed_row_per_run(runs):
     assert r["final.digits_is"] == 2.2 and r["best.digits_is"] == 2.3
     assert r["last_kimg"] == 7.68 and r["duration_s"] == 600.0
     assert r["median.img_per_s"] == 1000.0 and r["final.g_params"] == 1_234_567.0
-    assert r["param.model.g.depths"] == "[2, 1, 1]" and r["param.augment.policy"] == '["translation", "cutout"]'
+    preset = R.flat_params("digits-tiny", [])
+    assert r["param.model.g.depths"] == preset["model.g.depths"] and r["param.augment.policy"] == preset["augment.policy"]
     assert json.loads(r["protocol.digits_fid"]) == R.protocol("digits_fid")
     assert r["protocol.digits_fid"] == json.dumps(R.protocol("digits_fid"), sort_keys=True, separators=(",", ":"))
     assert runs.set_index("run_name").loc["t1-transgan-vit-s3", "status"] == "FAILED"

@@ -31,6 +31,17 @@ def run_bench(script: str, *args: str, report: Path) -> dict:
     return json.loads(report.read_text())
 
 
+@pytest.mark.parametrize("preset", gpu_bench.PRESETS)
+def test_bench_configs_are_the_presets_as_resolved_today(preset):
+    """The GPU machine has no pydantic/yaml stack, so the benchmarks read presets from
+    bench/configs/*.json; a preset edited without refreshing them would benchmark a stale recipe."""
+    from transgan_lab.platform.config import load_config
+
+    stored = json.loads((gpu_bench.CONFIGS / f"{preset}.json").read_text())
+    assert stored == load_config(preset).model_dump(mode="json"), (
+        f"bench/configs/{preset}.json is stale: run `python bench/gpu_bench.py --write-configs`")
+
+
 @pytest.mark.parametrize("preset", ["digits-tiny", "cifar10-v2"])  # v2: relative bias and window-free 32x32
 def test_fast_path_matches_baseline_within_bf16_tolerance(preset):
     """G and D outputs on random latents: naive fp32 attention (the baseline) vs fused SDPA under

@@ -35,14 +35,16 @@ def test_space_paper_point_and_validation():
     cfg = load_config("digits-tiny")
     base = cfg.model_dump(mode="json")
     paper = check_space(base, "digits", draws=32)
-    assert paper["model.g.embed_dim"] == 256 and [paper[f"model.g.depths.{i}"] for i in range(3)] == [2, 1, 1]
+    g = cfg.model.g
+    assert paper["model.g.embed_dim"] == g.embed_dim and [paper[f"model.g.depths.{i}"] for i in range(3)] == list(g.depths)
     assert "model.g.depths.3" not in paper  # one depth per stage of the preset
-    assert apply_params(base, {**paper, "augment.policy": ["translation", "cutout"]}) == base
+    assert apply_params(base, {**paper, "augment.policy": list(cfg.augment.policy)}) == base
     with pytest.raises(ConfigError, match="names no config field"):
         apply_params(base, {"model.g.width": 3})
     # A preset the space does not fit (4 stages: width 128 leaves 2 channels for the preset's 4 heads):
     # a clear error naming the bad values, before anything starts.
-    narrow = load_config("digits-tiny", ["data.resolution=32", "model.g.depths=[2,1,1,1]"])
+    narrow = load_config("digits-tiny", ["data.resolution=32", "model.g.depths=[2,1,1,1]",
+                                         "model.g.embed_dim=256", "model.g.heads=4"])
     with pytest.raises(ConfigError, match="search space 'digits' produces an invalid config"):
         check_space(narrow.model_dump(mode="json"), "digits", draws=32)
 
@@ -108,7 +110,7 @@ def test_three_trial_sweep_tracks_parent_and_children(ray_runtime, mlflow_server
         assert child.data.metrics["digits_fid"] == pytest.approx(row["digits_fid"])
     # The preset itself is the first point evaluated.
     first = next(c for c in children if c.data.tags["transgan.trial"].endswith("-t000"))
-    assert first.data.params["model.g.embed_dim"] == "64" and first.data.params["optim.lr_g"] == "0.0002"
+    assert first.data.params["model.g.embed_dim"] == "64" and first.data.params["optim.lr_g"] == str(cfg.optim.lr_g)
 
 
 _DRIVER = r"""

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from transgan_lab.platform.config import load_config
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -26,9 +28,11 @@ def test_time_to_quality_writes_curve_histogram_cost_and_figures(tmp_path):
     for key in ("final_digits_fid", "final_digits_is", "train_seconds", "g_updates"):
         assert key in run
     curve = run["curve"]
-    assert [pt["g_updates"] for pt in curve] == [2, 4, 6]  # 64 images per update, an evaluation every 128
+    o = load_config("digits-tiny").optim
+    per_eval = 128 // (o.n_critic * o.batch_d)  # D sees n_critic batches per G update; an evaluation every 128 images
+    assert [pt["g_updates"] for pt in curve] == [per_eval, 2 * per_eval, 3 * per_eval]
     assert all(a["train_s"] < b["train_s"] for a, b in zip(curve, curve[1:]))
-    assert run["final_digits_fid"] == round(curve[-1]["digits_fid"], 2) > 0 and run["g_updates"] == 6
+    assert run["final_digits_fid"] == round(curve[-1]["digits_fid"], 2) > 0 and run["g_updates"] == 3 * per_eval
     hist = run["class_histogram"]
     assert len(hist["counts"]) == 10 and sum(hist["counts"]) == hist["n"] == 2000
     cost = run["step_cost"]
