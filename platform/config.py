@@ -164,6 +164,9 @@ class OptimConfig(_Section):
     # The G update's samples (detached) also serve the last D update of the step: one generator
     # pass less per step (a recipe change; the official code draws fresh latents for each).
     share_fakes: bool = False
+    # Learning rates: constant, or falling linearly to 0 at train.kimg (both G and D, by G update;
+    # the official code's --lr_decay). A resumed run with a larger train.kimg stretches the ramp.
+    lr_decay: Literal["none", "linear"] = "none"
 
 
 class TrainConfig(_Section):

@@ -314,6 +314,16 @@ def test_lazy_regularisation_penalises_every_kth_d_update(tmp_path):
     assert [m["train_s"] for m, _, _ in rep.calls] == sorted(m["train_s"] for m, _, _ in rep.calls)
 
 
+def test_linear_lr_decay_falls_to_zero_at_the_end(tmp_path):
+    # Reports after each of 4 steps carry the rates the step used: G updates done / 4 of the way down.
+    for decay, expected in (("none", [1.0, 1.0, 1.0, 1.0]), ("linear", [1.0, 0.75, 0.5, 0.25])):
+        cfg = small_cfg(4, f"optim.lr_decay={decay}", "train.log_kimg=0.032", "optim.lr_d=3e-4")
+        rep = ListReporter()
+        train(cfg, rep, out_dir=tmp_path / decay)
+        assert [m["lr_g"] / cfg.optim.lr_g for m, _, _ in rep.calls] == pytest.approx(expected)
+        assert [m["lr_d"] / 3e-4 for m, _, _ in rep.calls] == pytest.approx(expected)
+
+
 def test_shared_fakes_save_one_generator_pass_per_step(tmp_path):
     from transgan_lab.trainers.train import _Trainer
 

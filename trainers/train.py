@@ -398,10 +398,22 @@ class _Trainer:
             return fake, sr, real
         return self.G(z, locality_width=width), None, real
 
+    def _set_lr(self) -> None:
+        """optim.lr_decay: the step's learning rates from the G updates done (resume-safe)."""
+        opt = self.cfg.optim
+        scale = 1.0
+        if getattr(opt, "lr_decay", "none") == "linear":
+            scale = max(0.0, 1.0 - self.state.step / self.last_step)
+        for group in self.opt_G.param_groups:
+            group["lr"] = opt.lr_g * scale
+        for group in self.opt_D.param_groups:
+            group["lr"] = opt.lr_d * scale
+
     def step(self, acc: dict) -> None:
         from transgan_lab.trainers import losses
 
         cfg, opt = self.cfg, self.cfg.optim
+        self._set_lr()
         G_mod, D_mod = _unwrap(self.G), _unwrap(self.D)
         width = self._locality()
         real_local = None
