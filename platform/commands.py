@@ -55,10 +55,13 @@ def _resources_line(cfg: C.ExperimentConfig, ray: bool) -> str:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from transgan_lab.trainers.train import total_steps
+    from transgan_lab.trainers.train import short_run_warning, total_steps
 
     extra = [f"train.kimg={args.kimg}"] if args.kimg is not None else []
     cfg = _load(args, extra)
+    warning = short_run_warning(cfg)
+    if warning:
+        print(warning, file=sys.stderr)
     run_dir = run_dir_for(cfg, args.out)
     resume = None
     if args.resume:

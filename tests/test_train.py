@@ -314,6 +314,18 @@ def test_lazy_regularisation_penalises_every_kth_d_update(tmp_path):
     assert [m["train_s"] for m, _, _ in rep.calls] == sorted(m["train_s"] for m, _, _ in rep.calls)
 
 
+def test_short_run_warning_counts_generator_updates():
+    from transgan_lab.trainers.train import MIN_G_UPDATES, short_run_warning, total_steps
+
+    preset = load_config("digits-tiny")
+    assert total_steps(preset) >= MIN_G_UPDATES and short_run_warning(preset) is None
+    per = preset.optim.n_critic * preset.optim.batch_d
+    short = load_config("digits-tiny", [f"train.kimg={(MIN_G_UPDATES - 1) * per / 1000}"])
+    msg = short_run_warning(short)
+    assert f"only {MIN_G_UPDATES - 1} generator updates" in msg and f"train.kimg >= {MIN_G_UPDATES * per / 1000:g}" in msg
+    assert short_run_warning(load_config("digits-tiny", [f"train.kimg={MIN_G_UPDATES * per / 1000}"])) is None
+
+
 def test_linear_lr_decay_falls_to_zero_at_the_end(tmp_path):
     # Reports after each of 4 steps carry the rates the step used: G updates done / 4 of the way down.
     for decay, expected in (("none", [1.0, 1.0, 1.0, 1.0]), ("linear", [1.0, 0.75, 0.5, 0.25])):
@@ -356,6 +368,7 @@ def test_cli_train_digits(tmp_path):
     o = load_config("digits-tiny").optim
     steps = 768 // (o.n_critic * o.batch_d)  # one step shows D n_critic batches
     assert f"finished: 0.8 kimg in {steps} steps" in p.stdout
+    assert f"only {steps} generator updates" in p.stderr and "train.kimg >= " in p.stderr  # short-run warning
     assert len(list((run / "grids").glob("grid-*.png"))) >= 1
     assert ckpt.latest_valid(run)[1]["step"] == steps
     last = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])

@@ -179,6 +179,21 @@ def total_steps(cfg: Any) -> int:
     return max(1, math.ceil(cfg.train.kimg * 1000 / (cfg.optim.n_critic * cfg.optim.batch_d)))
 
 
+MIN_G_UPDATES = 500  # below this a GAN rarely shows anything (the digits preset needs ~1,000 for legible digits)
+
+
+def short_run_warning(cfg: Any) -> str | None:
+    """A warning when the run is configured for fewer than MIN_G_UPDATES generator updates."""
+    n = total_steps(cfg)
+    if n >= MIN_G_UPDATES:
+        return None
+    per = cfg.optim.n_critic * cfg.optim.batch_d
+    need = MIN_G_UPDATES * per / 1000
+    return (f"warning: {cfg.train.kimg:g} kimg is only {n} generator updates ({per} real images per update: "
+            f"n_critic {cfg.optim.n_critic} x batch {cfg.optim.batch_d}); GANs rarely learn in fewer than "
+            f"{MIN_G_UPDATES}: set train.kimg >= {need:g} for a run meant to learn")
+
+
 def crossed(nimg_before: int, nimg_after: int, interval_kimg: float) -> bool:
     """True when images seen passed a multiple of the interval during this step (0 = never)."""
     if interval_kimg <= 0:
