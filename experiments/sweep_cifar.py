@@ -29,7 +29,7 @@ from _common import SMOKE, parser, ray_address  # noqa: E402
 
 def main(argv=None) -> int:
     ap = parser(__doc__.splitlines()[0], preset="cifar10-s")
-    ap.add_argument("--space", default=None, help="search space in experiments/search_spaces.py (default: cifar)")
+    ap.add_argument("--space", default=None, help="search space in platform/sweep/spaces.py (default: cifar)")
     ap.add_argument("--samples", type=int, help="number of trials (default: sweep.num_samples)")
     ap.add_argument("--name", help="sweep name; re-running the same name resumes it")
     args = ap.parse_args(argv)

@@ -62,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     # sweep
     p = sub.add_parser("sweep", help="Ray Tune + Optuna sweep, every trial a Ray Train run, tracked in MLflow")
     _preset_args(p)
-    p.add_argument("--space", help="search space name in experiments/search_spaces.py (default: sweep.space)")
+    p.add_argument("--space", help="search space name in platform/sweep/spaces.py (default: sweep.space)")
     p.add_argument("--samples", type=int, help="number of trials (default: sweep.num_samples)")
     p.add_argument("--name", help="sweep name; rerunning the same name resumes it")
     p.add_argument("--out", default="runs", help="output root (Ray storage and the default MLflow store)")

@@ -224,7 +224,7 @@ class TrackingConfig(_Section):
 
 
 class SweepConfig(_Section):
-    space: str = "digits"  # search space module in experiments/search_spaces.py
+    space: str = "digits"  # search space module in platform/sweep/spaces.py
     num_samples: int = Field(6, ge=1)
     max_concurrent: int = Field(0, ge=0)  # 0 = derived from the resources
     seed: int = 0

@@ -4,7 +4,7 @@
 
 - Each Tune trial runs a small driver function (``trial_driver``: 0.1 CPU) that builds the trial's
   ``TorchTrainer`` with ``TuneReportCallback``; Tune sees rank 0's reports.
-- The search space is a define-by-run function from ``experiments/search_spaces.py``; the preset
+- The search space is a define-by-run function from ``transgan_lab.platform.sweep.spaces``; the preset
   itself is the first point evaluated. Every config the space can produce is checked before Ray
   starts (a sample of draws plus the paper point), and each trial validates its own config again.
 - ASHA stops trials on the primary metric (``evals`` = fresh evaluations is its time axis).
@@ -19,11 +19,9 @@
 from __future__ import annotations
 
 import functools
-import importlib.util
 import json
 import math
 import os
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,7 +39,6 @@ from transgan_lab.platform.ray_train import (
     storage_path_for,
 )
 
-SPACE_MODULE = "transgan_lab_search_spaces"  # name the experiments/search_spaces.py module is registered as
 OBJECTIVES = ("img_per_s", "g_params", "d_params", "sec_per_kimg") + EVAL_METRICS
 DRIVER_CPU = 0.1  # CPU share of each trial's driver actor (it only waits on the TorchTrainer)
 
@@ -49,36 +46,13 @@ DRIVER_CPU = 0.1  # CPU share of each trial's driver actor (it only waits on the
 # ---------------------------------------------------------------------------- search spaces
 
 
-def _spaces_file() -> Path:
-    return Path(__file__).resolve().parents[1] / "experiments" / "search_spaces.py"
-
-
-def load_space_module(path: Optional[str | os.PathLike] = None):
-    """Import experiments/search_spaces.py (or ``path``) as ``transgan_lab_search_spaces``.
-
-    Registered in ``sys.modules`` so that the pickled searcher of a sweep unpickles on restore.
-    """
-    if SPACE_MODULE in sys.modules and path is None:
-        return sys.modules[SPACE_MODULE]
-    file = Path(path) if path else _spaces_file()
-    if not file.exists():
-        raise ConfigError(
-            f"search space file {file} not found: run from a checkout of the project "
-            "(`pip install -e .`) so that experiments/search_spaces.py is next to platform/"
-        )
-    spec = importlib.util.spec_from_file_location(SPACE_MODULE, file)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[SPACE_MODULE] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 def get_space(name: str) -> tuple[Callable, Callable]:
-    """(space(trial, base), paper_point(base)) of a named space in experiments/search_spaces.py."""
-    module = load_space_module()
-    spaces = getattr(module, "SPACES", {})
+    """(space(trial, base), paper_point(base)) of a named space in ``transgan_lab.platform.sweep.spaces``."""
+    from transgan_lab.platform.sweep import spaces as module
+
+    spaces = module.SPACES
     if name not in spaces:
-        raise ConfigError(f"unknown search space {name!r}: choose one of {sorted(spaces)} (experiments/search_spaces.py), "
+        raise ConfigError(f"unknown search space {name!r}: choose one of {sorted(spaces)} (platform/sweep/spaces.py), "
                           "e.g. --space digits or --set sweep.space=cifar")
     return spaces[name][0], functools.partial(module.paper_point, name)
 
@@ -96,7 +70,7 @@ def apply_params(base: dict, params: dict) -> dict:
             if isinstance(node, list):
                 if not part.isdigit() or int(part) >= len(node):
                     raise ConfigError(f"search space parameter {key!r}: {part!r} is not an index of a list of "
-                                      f"{len(node)} items; fix the name in experiments/search_spaces.py")
+                                      f"{len(node)} items; fix the name in platform/sweep/spaces.py")
                 idx = int(part)
                 if last:
                     node[idx] = value
@@ -109,7 +83,7 @@ def apply_params(base: dict, params: dict) -> dict:
                     node = node[part]
             else:
                 raise ConfigError(f"search space parameter {key!r} names no config field ({part!r} unknown); "
-                                  "use dotted config keys such as model.g.embed_dim in experiments/search_spaces.py")
+                                  "use dotted config keys such as model.g.embed_dim in platform/sweep/spaces.py")
     return out
 
 
@@ -126,7 +100,7 @@ def _ask_params(study, space_fn: Callable, base: dict, fixed: Optional[dict] = N
 
 def check_space(
     base: dict,  # the resolved preset as a plain dict
-    space: str,  # name in experiments/search_spaces.py
+    space: str,  # name in platform/sweep/spaces.py
     *,
     seed: int = 0,  # sampler seed of the check
     draws: int = 64,  # random draws checked besides the paper point
@@ -151,7 +125,7 @@ def check_space(
             raise ConfigError(
                 f"search space {space!r} produces an invalid config ({what}: "
                 f"{json.dumps(params, sort_keys=True, default=str)}): {e}; narrow that dimension in "
-                "experiments/search_spaces.py or pick a preset the space fits"
+                "platform/sweep/spaces.py or pick a preset the space fits"
             ) from None
     return paper
 
