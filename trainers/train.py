@@ -36,6 +36,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from transgan_lab.metric_registry import lower_is_better
 from transgan_lab.trainers import checkpoint as ckpt
 from transgan_lab.trainers import hashing
 from transgan_lab.trainers.ema import ema_beta, update_ema
@@ -168,10 +169,6 @@ def _peak_mem_mb(device: torch.device) -> float:
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
-
-
-def _lower_is_better(metric: str) -> bool:
-    return not metric.endswith("is")
 
 
 def total_steps(cfg: Any) -> int:
@@ -596,7 +593,7 @@ def train(
             value = latest_eval.get(primary)
             if value is not None and math.isfinite(value):
                 better = t.state.best_value is None or (
-                    value < t.state.best_value if _lower_is_better(primary) else value > t.state.best_value
+                    value < t.state.best_value if lower_is_better(primary) else value > t.state.best_value
                 )
                 if better:
                     t.state.best_value = value

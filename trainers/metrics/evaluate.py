@@ -15,6 +15,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from transgan_lab import metric_registry
+
 from . import MetricsUnavailable
 from . import digits as _digits
 from . import inception as _inc
@@ -23,9 +25,9 @@ from .inception_score import inception_score
 from .kid import kernel_inception_distance
 from .sampling import LATENT_PROTOCOL, QUANTISATION, generate_range, to_uint8
 
-STANDARD = ("fid", "is", "kid")
-DIGITS = ("digits_fid", "digits_is")
-KNOWN_METRICS = STANDARD + DIGITS
+STANDARD = metric_registry.eval_metrics(metric_registry.TF_INCEPTION)  # is, fid, kid
+DIGITS = metric_registry.eval_metrics(metric_registry.DIGITS_CLASSIFIER)  # digits_is, digits_fid
+KNOWN_METRICS = metric_registry.EVAL_METRICS
 IS_SPLITS = 10
 KID_SUBSETS = 100
 KID_SUBSET_SIZE = 1000
