@@ -21,13 +21,15 @@ from typing import Iterable, Sequence
 import pandas as pd
 
 from transgan_lab.analysis.load import AnalysisError
+from transgan_lab.metric_registry import EVAL_METRICS
 
 PICKS = {"final": "final", "best": "best"}
 PICK_LABELS = {"final": "final EMA value", "best": "best during training"}
 
-# Params that may differ between the seeds of one configuration (bookkeeping, not the experiment).
-# `eval.*` is left to the protocol check, which names it precisely.
-CONFIG_IGNORE_PREFIXES = (
+# Bookkeeping params, not the experiment: they may differ between the seeds of one configuration
+# and are never a sweep's searched params. `eval.*` is left to the protocol check, which names it
+# precisely.
+BOOKKEEPING_PREFIXES = (
     "name", "seed", "preset", "tracking.", "resources.", "sweep.", "eval.", "data.root", "data.download",
     "data.loader_workers", "train.log_kimg", "train.checkpoint_kimg", "train.keep_last", "train.grid_kimg",
     "train.eval_kimg", "train.nan_retries", "train.compile",
@@ -54,8 +56,7 @@ def value_column(metric: str, pick: str) -> str:
 
 def eval_metrics_in(df: pd.DataFrame, *, pick: str = "final") -> list[str]:
     """Evaluation metrics that have at least one value in `df`, in the paper's column order (IS before FID)."""
-    order = ["is", "fid", "kid", "digits_is", "digits_fid"]  # the paper's column order of EVAL_METRICS
-    return [m for m in order if value_column(m, pick) in df.columns and df[value_column(m, pick)].notna().any()]
+    return [m for m in EVAL_METRICS if value_column(m, pick) in df.columns and df[value_column(m, pick)].notna().any()]
 
 
 def _present(value) -> bool:
@@ -144,7 +145,7 @@ def _config_differences(group: pd.DataFrame) -> list[str]:
         if not c.startswith("param."):
             continue
         key = c[len("param."):]
-        if key.startswith(CONFIG_IGNORE_PREFIXES):
+        if key.startswith(BOOKKEEPING_PREFIXES):
             continue
         vals = list(dict.fromkeys("—" if not _present(v) else str(v) for v in group[c]))
         if len(vals) > 1:

@@ -15,9 +15,10 @@ from typing import Sequence
 
 import pandas as pd
 
+from transgan_lab import metric_registry
 from transgan_lab.analysis import figures, load, tables
 from transgan_lab.analysis.aggregate import PICK_LABELS, value_column
-from transgan_lab.analysis.load import metric_direction
+from transgan_lab.analysis.pareto import pareto_mask
 
 MIN_TRIALS_FOR_IMPORTANCE = 4  # fANOVA on fewer trials is noise
 
@@ -82,7 +83,7 @@ def build_report_html(
     searched = tables.searched_params(trials, parent)
     primary = objectives[0]
     labels = dict(zip(trials["run_id"], trials["run_name"].astype(str)))
-    label_of = lambda o: tables.METRIC_LABELS.get(o, o)  # noqa: E731
+    label_of = metric_registry.label
     ranked_names = [r["trial"].text for r in table.sections[0].rows]
     top_ids = [rid for rid, name in labels.items() if name in ranked_names]
     status_counts = trials["status"].value_counts().sort_index()
@@ -109,7 +110,7 @@ def build_report_html(
         col = value_column(o, pick) if value_column(o, pick) in trials else f"final.{o}"
         finished = trials[trials["status"] == "FINISHED"]
         if col in trials and finished[col].notna().sum() >= MIN_TRIALS_FOR_IMPORTANCE:
-            imp = figures.param_importances(finished, params=searched, objective_column=col, direction=metric_direction(o))
+            imp = figures.param_importances(finished, params=searched, objective_column=col, direction=metric_registry.mode(o))
             if imp:
                 importances[label_of(o)] = imp
     parts.append("<h2>Parameter importances</h2>")
@@ -127,7 +128,7 @@ def build_report_html(
         fin = trials[(trials["status"] == "FINISHED")]
         pts = fin[["run_name"] + cols].dropna().astype({c: float for c in cols}).reset_index(drop=True)
         if len(pts) >= 2:
-            pts = pts.assign(pareto=tables.pareto_mask(pts[cols], [metric_direction(o) for o in objectives[:2]]),
+            pts = pts.assign(pareto=pareto_mask(pts[cols], [metric_registry.mode(o) for o in objectives[:2]]),
                              label=pts["run_name"].str.replace(f"{sweep_id}-", "", regex=False))
             parts.append("<h2>Pareto front</h2>")
             parts.append(_figure(figures.pareto_figure(pts, x=cols[1], y=cols[0], x_label=label_of(objectives[1]),
@@ -161,10 +162,10 @@ def write_report(
     df = load.load_runs(tracking_uri=tracking_uri, experiment=experiment, sweep_id=sweep_id)
     _, trials = tables.sweep_frames(df, sweep_id)
     metrics = sorted({c.split(".", 1)[1] for c in trials.columns if c.startswith("final.")})
-    wanted = [m for m in metrics if m in load.EVAL_METRICS or m in ("loss_d", "loss_g")]
+    wanted = [m for m in metrics if m in metric_registry.EVAL_METRICS or m in ("loss_d", "loss_g")]
     curves = load.load_curves(run_ids=list(trials["run_id"]), metrics=wanted, tracking_uri=tracking_uri)
     table = tables.sweep_table(df, sweep_id=sweep_id, pick=pick, top=top)
-    cl = load.client(tracking_uri)
+    cl = load.open_store(tracking_uri)
     by_name = dict(zip(trials["run_name"].astype(str), trials["run_id"]))
     samples = []
     for r in table.sections[0].rows[:6]:
@@ -173,7 +174,7 @@ def write_report(
             step, img = got
             samples.append((f"{r['trial'].text} @ {step / 1000:g} kimg", img))
     text = build_report_html(df, sweep_id=sweep_id, curves=curves, samples=samples, pick=pick, top=top,
-                             source=f"{load.resolve_tracking_uri(tracking_uri)}" + (f" / {experiment}" if experiment else ""))
+                             source=f"{load.store_uri(tracking_uri)}" + (f" / {experiment}" if experiment else ""))
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(out.suffix + ".tmp")

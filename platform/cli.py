@@ -18,8 +18,14 @@ class UserError(Exception):
     """Bad input: printed as one paragraph, exit code 2."""
 
 
-# Exceptions that are the user's to fix, by class name (imported lazily: the CLI must stay fast).
-_USER_ERRORS = ("ConfigError", "DatasetError", "MetricsUnavailable", "CheckpointError", "UserError", "TrackingUnavailable")
+# Exceptions that are the user's to fix, with their subclasses, by class name (the modules that
+# define them are imported lazily: the CLI must stay fast).
+_USER_ERRORS = ("ConfigError", "DatasetError", "MetricsUnavailable", "CheckpointError", "UserError", "TrackingUnavailable",
+                "AnalysisError")
+
+
+def is_user_error(e: BaseException) -> bool:
+    return any(cls.__name__ in _USER_ERRORS for cls in type(e).__mro__)
 
 
 def _preset_args(p: argparse.ArgumentParser) -> None:
@@ -184,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted", file=sys.stderr)
         return 130
     except Exception as e:  # noqa: BLE001 - the one place user errors become exit code 2
-        if type(e).__name__ in _USER_ERRORS or isinstance(e, UserError):
+        if is_user_error(e):
             if args.debug or os.environ.get("TRANSGAN_LAB_DEBUG"):
                 traceback.print_exc()
             print(f"error: {e}", file=sys.stderr)

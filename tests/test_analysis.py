@@ -93,7 +93,7 @@ def test_frame_has_one_typed_row_per_run(runs):
 def test_store_errors_name_the_fix(tmp_path):
     from transgan_lab.analysis import load
 
-    with pytest.raises(load.TrackingUnavailable, match="no MLflow store at .*make demo"):
+    with pytest.raises(load.TrackingUnavailable, match="no run store at .*make demo"):
         load.load_runs(tracking_uri=f"sqlite:///{tmp_path}/none.db")
     assert not (tmp_path / "none.db").exists()
     with pytest.raises(load.TrackingUnavailable, match="plain directory store"):
@@ -370,7 +370,7 @@ def test_importances_and_pareto_front(sweep_runs):
     # a sweep that lists its searched params in a transgan.searched tag wins over the differing params
     tagged = parent.assign(**{"tag.searched": '["optim.lr_g"]'})
     assert tables.searched_params(trials, tagged) == ["optim.lr_g"]
-    # platform/tune.py logs each trial's sampled values as transgan.sampled (list entries split by index)
+    # the sweep's trial driver logs each trial's sampled values as transgan.sampled (list entries split by index)
     sampled = trials.assign(**{"tag.sampled": '{"model.g.depths.0": 2, "model.g.depths.1": 1, "optim.lr_g": 0.0002, "nope": 1}'})
     assert tables.searched_params(sampled, parent) == ["model.g.depths", "optim.lr_g"]
 
@@ -380,7 +380,7 @@ def test_sweep_objectives_from_the_parent_tag(sweep_runs):
 
     parent, trials = tables.sweep_frames(sweep_runs, SWEEP_ID)
     assert tables.sweep_objectives(trials, parent) == ["digits_fid", "g_params"]  # eval.primary + sweep.objectives params
-    tagged = parent.assign(**{"tag.objectives": "digits_is,img_per_s"})  # what platform/tune.py writes on the parent
+    tagged = parent.assign(**{"tag.objectives": "digits_is,img_per_s"})  # what the sweep driver writes on the parent
     assert tables.sweep_objectives(trials, tagged) == ["digits_is", "img_per_s"]
 
 
