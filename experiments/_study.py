@@ -11,9 +11,10 @@ from __future__ import annotations
 import re
 import sys
 import time
+from pathlib import Path
 from typing import Sequence
 
-from _common import SMOKE, parser, ray_address
+from transgan_lab.platform.experiments import SMOKE, parser, ray_address
 
 Variant = tuple[str, str, list[str]]  # (row label, preset, overrides)
 
@@ -32,7 +33,7 @@ def main(study: str, description: str, variants: list[Variant], smoke_variants: 
 
     from transgan_lab.platform.config import ConfigError, load_config
     from transgan_lab.platform.ray_train import run_name, run_train_ray
-    from transgan_lab.platform.tracking import TrackingUnavailable
+    from transgan_lab.tracking_client import TrackingUnavailable
 
     chosen = smoke_variants if args.smoke else variants
     if args.only:
@@ -72,5 +73,5 @@ def main(study: str, description: str, variants: list[Variant], smoke_variants: 
             failed.append(label)
     print(f"\n[{study}] {len(runs)} runs in {time.monotonic() - t0:.0f} s"
           + (f"; failed: {', '.join(failed)}" if failed else ""))
-    print(f"table:   transgan-lab table {study} --tracking-uri sqlite:///{__import__('pathlib').Path(args.out).resolve()}/mlflow.db")
+    print(f"table:   transgan-lab table {study} --tracking-uri sqlite:///{Path(args.out).resolve()}/mlflow.db")
     return 1 if failed else 0

@@ -16,15 +16,9 @@ from __future__ import annotations
 import os
 import sys
 import time
-from pathlib import Path
 
-if not (Path(__file__).resolve().parent / "_common.py").exists():
-    # `ray submit` copies only this file to the head node; the rest of experiments/ is in the
-    # project installed there (editable install: experiments/ next to platform/).
-    from transgan_lab.platform import config as _config
-    sys.path.insert(0, str(Path(_config.__file__).resolve().parents[1] / "experiments"))
-
-from _common import SMOKE, parser, ray_address  # noqa: E402
+# Everything else comes from the installed package: `ray submit` copies only this file to the head.
+from transgan_lab.platform.experiments import SMOKE, parser, ray_address
 
 
 def main(argv=None) -> int:
@@ -35,8 +29,8 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
 
     from transgan_lab.platform.config import ConfigError, load_config
-    from transgan_lab.platform.tracking import TrackingUnavailable
-    from transgan_lab.platform.tune import print_results, run_sweep
+    from transgan_lab.tracking_client import TrackingUnavailable
+    from transgan_lab.platform.sweep import print_results, run_sweep
 
     preset, space, overrides = args.preset, args.space or "cifar", list(args.overrides)
     if args.smoke:  # same script, same code path, tiny digits trials on this machine

@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from _common import parser, ray_address
+from transgan_lab.platform.experiments import parser, ray_address
 
 # `make demo`: 4 trials of 10 kimg, two at a time on a 2-core machine -- long enough that the
 # generators visibly learn (digits_fid falls far below an untrained G's ~2,700), short enough for
@@ -35,11 +35,11 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
 
     from transgan_lab.platform.config import ConfigError, load_config
-    from transgan_lab.platform.tracking import TrackingUnavailable
-    from transgan_lab.platform.tune import print_results, run_sweep
+    from transgan_lab.tracking_client import TrackingUnavailable
+    from transgan_lab.platform.sweep import print_results, run_sweep
 
     if args.smoke:
-        from _common import SMOKE
+        from transgan_lab.platform.experiments import SMOKE
 
         args.overrides = SMOKE + ["name=digits-smoke", "sweep.num_samples=3", "sweep.grace_reports=1"] + args.overrides
     elif args.demo:

@@ -143,13 +143,13 @@ COMMANDS = {
     "config": ("transgan_lab.platform.cli", "cmd_config"),
     "summary": ("transgan_lab.platform.commands", "cmd_summary"),
     "train": ("transgan_lab.platform.commands", "cmd_train"),
-    "sweep": ("transgan_lab.platform.tune", "cmd_sweep"),
+    "sweep": ("transgan_lab.platform.sweep.cli", "cmd_sweep"),
     "eval": ("transgan_lab.platform.commands", "cmd_eval"),
     "sample": ("transgan_lab.platform.commands", "cmd_sample"),
     "import-official": ("transgan_lab.platform.official", "cmd_import_official"),
     "table": ("transgan_lab.analysis.cli", "cmd_table"),
     "report": ("transgan_lab.analysis.cli", "cmd_report"),
-    "ui": ("transgan_lab.platform.tracking", "cmd_ui"),
+    "ui": ("transgan_lab.platform.tracking.ui", "cmd_ui"),
 }
 
 

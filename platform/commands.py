@@ -106,7 +106,7 @@ def _train_local(cfg, run_dir: Path, *, resume, allow_config_change: bool, track
     created = not run_dir.exists()
     # The tracking store is checked (and the MLflow run made) before the run folder exists, so an
     # unreachable or unusable store leaves no empty run folder behind.
-    reporter, finish = _local_reporter(cfg, run_dir, tracking=tracking, out_root=out_root, resume=resume)
+    reporter, finish = _local_reporter(cfg, run_dir, tracking=tracking, out_root=out_root)
     run_dir.mkdir(parents=True, exist_ok=True)
     try:
         result = train(cfg, reporter, out_dir=run_dir, resume=resume, allow_config_change=allow_config_change)
@@ -153,15 +153,12 @@ def _storage_failure(e: OSError, run_dir: Path) -> str:
     return f"training stopped: {what} failed ({e.strerror or e}); {kept}; {fix}"
 
 
-def _local_reporter(cfg, run_dir: Path, *, tracking: bool, out_root, resume):
+def _local_reporter(cfg, run_dir: Path, *, tracking: bool, out_root):
     """(reporter, finish(status)) for a single-process run; MLflow when tracking is on."""
     if tracking:
-        try:
-            from transgan_lab.platform import tracking as T
-        except ImportError:  # pragma: no cover - tracking module not installed
-            T = None
-        if T is not None and hasattr(T, "local_run_reporter"):
-            return T.local_run_reporter(cfg, run_dir=run_dir, out_root=out_root, resume=resume)
+        from transgan_lab.platform.tracking import local_run_reporter
+
+        return local_run_reporter(cfg, run_dir=run_dir, out_root=out_root)
     from transgan_lab.trainers.train import NullReporter
 
     return NullReporter(), lambda status: None

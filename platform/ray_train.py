@@ -15,24 +15,15 @@
 
 from __future__ import annotations
 
-import math
 import os
 import random
 import sys
 from pathlib import Path
 from typing import Any, Iterable, Optional
 
+from transgan_lab import metric_registry
 from transgan_lab.platform import tracking as mlt
 from transgan_lab.platform.config import ExperimentConfig, config_hash, from_dict
-
-EVAL_METRICS = mlt.EVAL_METRICS
-
-
-def metric_mode(name: str) -> str:
-    """"min" or "max": which direction is better for a reported metric."""
-    if name.endswith("is") or name in ("img_per_s",):
-        return "max"
-    return "min"
 
 
 def worst_value(name: str) -> float:
@@ -41,7 +32,7 @@ def worst_value(name: str) -> float:
     Finite on purpose: Ray Train keeps its checkpoint list as JSON in storage and writes ±inf as
     null; a re-launched run restores that list and fails ranking a null score against the new
     checkpoints. Tables use ``evals`` (0 = not evaluated), not this value, to tell the two apart."""
-    return sys.float_info.max if metric_mode(name) == "min" else -sys.float_info.max
+    return sys.float_info.max if metric_registry.lower_is_better(name) else -sys.float_info.max
 
 
 def run_name(cfg: ExperimentConfig) -> str:
@@ -189,7 +180,7 @@ def build_trainer(
     tracking_info: Optional[dict] = None,  # {"uri": ..., "run_id": ...}; None = no MLflow
     resume: Optional[str] = None,  # engine checkpoint to start from when Ray has none
     allow_config_change: bool = False,  # passed to the engine's resume check
-    objectives: Iterable[str] = (),  # extra metrics to add to every report (g_params, d_params)
+    objectives: Iterable[str] = (),  # extra objectives; model sizes among them join every report
     callbacks: Iterable[Any] = (),  # ray.train.UserCallback objects (TuneReportCallback in sweeps)
     max_failures: Optional[int] = None,  # worker-group restarts; default cfg.sweep.max_failures
     fault_rate: float = 0.0,  # injected worker failure probability per attempt (soak tests)
@@ -211,7 +202,7 @@ def build_trainer(
         "tracking": tracking_info,
         "resume": resume,
         "allow_config_change": allow_config_change,
-        "objectives": [o for o in objectives if o in ("g_params", "d_params")],
+        "objectives": [o for o in objectives if o in metric_registry.SIZE_METRICS],
         "checkpoint_base": f"{storage_path.rstrip('/')}/{name}",
         "fault_rate": fault_rate,
     }
@@ -222,7 +213,7 @@ def build_trainer(
         checkpoint_config=ray.train.CheckpointConfig(
             num_to_keep=cfg.train.keep_last,
             checkpoint_score_attribute=primary,
-            checkpoint_score_order=metric_mode(primary),
+            checkpoint_score_order=metric_registry.mode(primary),
         ),
         callbacks=list(callbacks),
     )
@@ -235,24 +226,16 @@ def build_trainer(
     )
 
 
-def best_checkpoint_uri(result: Any) -> Optional[str]:
-    """Location of the best kept checkpoint of a finished Train result (by the primary metric)."""
-    best = getattr(result, "best_checkpoints", None) or []
-    if best:
-        return best[0][0].path if len(best) == 1 else _pick_best(best)
+def best_checkpoint_uri(result: Any, primary: str) -> Optional[str]:
+    """Location of the best kept checkpoint of a finished Train result (by the primary metric, as
+    Ray scored them); the latest one when none carries a score."""
+    scored = [(ck, m[primary]) for ck, m in (getattr(result, "best_checkpoints", None) or [])
+              if isinstance(m, dict) and isinstance(m.get(primary), (int, float))]
+    if scored:
+        pick = min if metric_registry.lower_is_better(primary) else max
+        return pick(scored, key=lambda cm: float(cm[1]))[0].path
     ckpt = getattr(result, "checkpoint", None)
     return ckpt.path if ckpt is not None else None
-
-
-def _pick_best(best: list) -> Optional[str]:
-    scored = [(ck, m) for ck, m in best if isinstance(m, dict)]
-    if not scored:
-        return best[-1][0].path
-    key = next((k for k in EVAL_METRICS if k in scored[0][1]), None)
-    if key is None:
-        return best[-1][0].path
-    sign = 1 if metric_mode(key) == "min" else -1
-    return min(scored, key=lambda cm: sign * float(cm[1].get(key, math.inf * sign)))[0].path
 
 
 def init_ray(address: Optional[str] = None, *, num_cpus: Optional[int] = None, log_to_driver: Optional[bool] = None) -> None:
@@ -271,45 +254,9 @@ def init_ray(address: Optional[str] = None, *, num_cpus: Optional[int] = None, l
     os.environ.setdefault("RAY_raylet_start_wait_time_s", "120")
     # address="local": always a fresh runtime of our own, never another user's cluster on this machine.
     # The dashboard (bound to 127.0.0.1) serves Ray's State API, which Ray Train's own placement-group
-    # cleaner asks; sweeps do not rely on it alone (see reap_orphaned_placement_groups).
+    # cleaner asks; sweeps do not rely on it alone (see sweep.callbacks.reap_orphaned_placement_groups).
     ray.init(address="local", num_cpus=num_cpus, include_dashboard=True, dashboard_host="127.0.0.1",
              object_store_memory=300 * 1024**2, log_to_driver=log_to_driver)
-
-
-def reap_orphaned_placement_groups() -> list[str]:
-    """Remove placement groups whose creating actor is dead; return their ids (hex).
-
-    A placement group lives as long as the *job* that created it, not the actor: the worker-group
-    group a Train controller actor creates inside a Tune trial outlives that trial when the trial is
-    stopped by ASHA or fails and its controller dies without tidying up. Ray's own detached
-    cleaner actor covers this only when its State API query answers in time (on a loaded machine it
-    often does not), so the sweep driver, which owns the job, reaps them itself: a group that was
-    created by an actor (the driver's own groups have no creating actor), whose creator is dead and
-    which is not detached is reserved for nobody and is removed. Only this job's groups are
-    touched (other jobs on a shared cluster are theirs to manage). Needs a connected Ray runtime.
-    """
-    import ray
-    from ray._private.state import state
-    from ray.core.generated import gcs_pb2
-    from ray.util.placement_group import PlacementGroup, remove_placement_group
-
-    job = ray.get_runtime_context().get_job_id()
-    removed = []
-    for raw in state._connect_and_get_accessor().get_placement_group_table():
-        pg = gcs_pb2.PlacementGroupTableData.FromString(raw)
-        if ray.JobID(pg.creator_job_id).hex() != job:
-            continue
-        if pg.state == gcs_pb2.PlacementGroupTableData.REMOVED or pg.is_detached:
-            continue
-        if ray.ActorID(pg.creator_actor_id).is_nil() or not pg.creator_actor_dead:
-            continue
-        pg_id = ray.PlacementGroupID(pg.placement_group_id)
-        try:
-            remove_placement_group(PlacementGroup(pg_id))
-        except Exception:  # removed meanwhile (by Ray's own cleaner): nothing left to do
-            continue
-        removed.append(pg_id.hex())
-    return removed
 
 
 def run_train_ray(
@@ -348,7 +295,7 @@ def run_train_ray(
         if logger is not None:
             logger.finish("FAILED")
         raise
-    ckpt_uri = best_checkpoint_uri(result)
+    ckpt_uri = best_checkpoint_uri(result, cfg.eval.primary)
     if logger is not None:
         if ckpt_uri:
             logger.set_tags({"checkpoint_uri": ckpt_uri})

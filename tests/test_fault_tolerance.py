@@ -111,7 +111,7 @@ def test_tracking_server_lost_mid_run_loses_nothing(tmp_path):
         assert "training continues, reports are kept" in text and "kept reports sent" in text
         records = _records(run_dir / "metrics.jsonl")
         assert records[-1]["step"] == steps
-        client = tracking._client(server.uri)
+        client = tracking.mlflow_client(server.uri)
         exp = client.get_experiment_by_name("outage")
         runs = client.search_runs([exp.experiment_id])
         assert len(runs) == 1 and runs[0].info.status == "FINISHED"
@@ -241,7 +241,7 @@ def test_worker_sigkill_resumes_from_checkpoint_and_matches_uninterrupted_run(ml
     assert records[restart] == 5, f"resumed at step {records[restart]}, not from the step-4 checkpoint: {records}"
     assert records[restart:] == list(range(5, steps + 1))
 
-    client = tracking._client(mlflow_server.uri)
+    client = tracking.mlflow_client(mlflow_server.uri)
     exp = client.get_experiment_by_name("workerloss-killed")
     runs = client.search_runs([exp.experiment_id])
     assert len(runs) == 1 and runs[0].info.status == "FINISHED", log[-2000:]
@@ -262,7 +262,7 @@ def test_soak_twenty_trials_with_injected_faults_all_accounted_for(ray_runtime, 
     sweep completes and every trial has exactly one MLflow child run with a final outcome."""
     from transgan_lab.platform import tracking
     from transgan_lab.platform.config import load_config
-    from transgan_lab.platform.tune import run_sweep
+    from transgan_lab.platform.sweep import run_sweep
 
     n = 20
     cfg = load_config("digits-tiny", TINY + [
@@ -319,7 +319,7 @@ def test_reaper_frees_placement_groups_of_dead_actors_only(ray_runtime):
     import ray
     from ray.util.placement_group import placement_group, placement_group_table, remove_placement_group
 
-    from transgan_lab.platform.ray_train import reap_orphaned_placement_groups
+    from transgan_lab.platform.sweep.callbacks import reap_orphaned_placement_groups
 
     @ray.remote(num_cpus=0)
     class Maker:

@@ -45,7 +45,7 @@ def test_two_worker_gloo_run_is_tracked(ray_runtime, mlflow_server, tmp_path):
     best = Path(result["checkpoint_uri"])
     assert best.parent == ray_dir and (best / "manifest.json").exists()
 
-    client = tracking._client(mlflow_server.uri)
+    client = tracking.mlflow_client(mlflow_server.uri)
     run = client.get_run(result["run_id"])
     assert run.info.status == "FINISHED"
     assert run.data.params["resources.workers"] == "2" and run.data.params["model.g.embed_dim"] == "64"

@@ -170,7 +170,7 @@ def test_secrets_in_the_environment_never_reach_mlflow(mlflow_server, tmp_path, 
 
     from transgan_lab.platform import tracking
 
-    client = tracking._client(mlflow_server.uri)
+    client = tracking.mlflow_client(mlflow_server.uri)
     exp = client.get_experiment_by_name(experiment)
     runs = client.search_runs([exp.experiment_id])
     assert len(runs) == 1

@@ -17,7 +17,8 @@ from conftest import free_port
 from test_ray_train import TINY
 from transgan_lab.platform import tracking
 from transgan_lab.platform.config import ConfigError, load_config
-from transgan_lab.platform.tune import apply_params, check_space, pareto_front
+from transgan_lab.analysis.pareto import pareto_front
+from transgan_lab.platform.sweep.space import apply_params, check_space
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -76,7 +77,7 @@ def test_unreachable_tracking_fails_before_ray(tmp_path):
 
 @pytest.mark.slow
 def test_three_trial_sweep_tracks_parent_and_children(ray_runtime, mlflow_server, tmp_path):
-    from transgan_lab.platform.tune import run_sweep
+    from transgan_lab.platform.sweep import run_sweep
 
     cfg = _sweep_cfg("sw3", ["train.kimg=0.192", "sweep.num_samples=3"])
     res = run_sweep(cfg, out_root=tmp_path, tracking_uri=mlflow_server.uri, progress=False)
@@ -117,7 +118,7 @@ _DRIVER = r"""
 import json, os, sys
 import ray
 from transgan_lab.platform.config import load_config
-from transgan_lab.platform.tune import run_sweep
+from transgan_lab.platform.sweep import run_sweep
 out, uri, tmp, overrides = sys.argv[1], sys.argv[2], sys.argv[3], json.loads(sys.argv[4])
 ray.init(address="local", num_cpus=4, include_dashboard=True, dashboard_host="127.0.0.1", object_store_memory=300 * 1024**2,
          _temp_dir=tmp, log_to_driver=False)
@@ -170,7 +171,7 @@ def test_killed_driver_restores_without_duplicates(mlflow_server, tmp_path):
                         "resources.cpus_per_worker=1", "sweep.grace_reports=10"]
     first = _start_driver(tmp_path, uri, overrides, "a")
     exp = tracking.ensure_experiment(uri, "killtest")
-    client = tracking._client(uri)
+    client = tracking.mlflow_client(uri)
     deadline = time.monotonic() + 600
     finished, running = [], []
     try:  # kill when the first trial is done and the second is past its first checkpointed reports
@@ -186,7 +187,7 @@ def test_killed_driver_restores_without_duplicates(mlflow_server, tmp_path):
     assert finished and running, (tmp_path / "driver-a.log").read_text()[-3000:]
     interrupted = running[0]
     done_before = {r.data.tags["transgan.trial_id"]: r for r in finished}
-    history_before = {t: len(tracking._client(uri).get_metric_history(r.info.run_id, "loss_d"))
+    history_before = {t: len(tracking.mlflow_client(uri).get_metric_history(r.info.run_id, "loss_d"))
                       for t, r in done_before.items()}
 
     second = _start_driver(tmp_path, uri, overrides, "b")

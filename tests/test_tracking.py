@@ -52,7 +52,7 @@ def test_sqlite_store_created_once(tmp_path):
     assert (tmp_path / "out" / "mlflow.db").stat().st_size > 0
     exp_id = tracking.ensure_experiment(uri, "x")
     assert tracking.ensure_experiment(uri, "x") == exp_id
-    loc = tracking._client(uri).get_experiment(exp_id).artifact_location
+    loc = tracking.mlflow_client(uri).get_experiment(exp_id).artifact_location
     assert loc == (tmp_path / "out" / "mlartifacts").resolve().as_uri()
 
 
@@ -97,7 +97,7 @@ def test_run_logger_params_metrics_images_protocols(mlflow_server, tmp_path, mon
                {"grid": str(grid), "protocols": str(proto)}, checkpoint_uri="/x/ckpt-00000002")
     log.finish()
 
-    client = tracking._client(uri)
+    client = tracking.mlflow_client(uri)
     run = client.get_run(run_id)
     p, t = run.data.params, run.data.tags
     assert p["model.g.depths"] == json.dumps(cfg.model.g.depths) and p["model.g.embed_dim"] == str(cfg.model.g.embed_dim)

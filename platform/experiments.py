@@ -1,6 +1,8 @@
-"""Shared bits of the experiment scripts: environment defaults, tiny smoke overrides, argument parsing.
+"""What the user scripts in experiments/ share: environment defaults, tiny smoke overrides, their
+common arguments, and which Ray cluster to join.
 
-Not a package: the scripts put their own folder on ``sys.path`` (Python does that for a script).
+Part of the installed package, so a script also runs where it was copied alone (``ray submit``
+copies only the script to the head node).
 """
 
 from __future__ import annotations
@@ -45,11 +47,7 @@ def ray_address(args) -> str | None:
         return os.environ["RAY_ADDRESS"]
     if args.smoke:
         return None
-    try:  # a node of a running cluster (`ray submit` runs the script on the head)
-        from ray._private.services import find_bootstrap_address
+    # a node of a running cluster (`ray submit` runs the script on the head), else a local runtime
+    from transgan_lab.platform import ray_internals
 
-        if find_bootstrap_address(None):
-            return "auto"
-    except Exception:  # noqa: BLE001 - no cluster: a local runtime
-        pass
-    return None
+    return "auto" if ray_internals.local_cluster_address() else None
