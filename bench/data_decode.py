@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -29,12 +28,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "src"))
-sys.path.insert(0, str(REPO / "bench"))
+from train_step import machine
+from transgan_lab.trainers.data import build_dataset
 
-from train_step import machine  # noqa: E402
-from transgan_lab.trainers.data import build_dataset  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 
 def write_faces(folder: Path, n: int, seed: int = 0) -> None:

@@ -26,20 +26,17 @@ import gc
 import json
 import shutil
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "src"))
-sys.path.insert(0, str(REPO / "bench"))
+from transgan_lab.trainers import hashing
+from transgan_lab.trainers.models import build_discriminator, build_generator
+from train_step import matmul_gflops, mode_patches, new_trainer, time_steps
 
-from transgan_lab.trainers import hashing  # noqa: E402
-from transgan_lab.trainers.models import build_discriminator, build_generator  # noqa: E402
-from train_step import matmul_gflops, mode_patches, new_trainer, time_steps  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 CONFIGS = REPO / "bench" / "configs"
 PRESETS = ("cifar10-v2", "digits-tiny", "stl10-xl", "celeba64-xl")

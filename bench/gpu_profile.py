@@ -19,20 +19,17 @@ from __future__ import annotations
 import argparse
 import functools
 import json
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "src"))
-sys.path.insert(0, str(REPO / "bench"))
+from gpu_bench import load_cfg, step_rate
+from train_step import new_trainer
+from transgan_lab.trainers import losses
 
-from gpu_bench import load_cfg, step_rate  # noqa: E402
-from train_step import new_trainer  # noqa: E402
-from transgan_lab.trainers import losses  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 
 def trainer(cfg, device, out: Path):

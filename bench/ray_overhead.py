@@ -21,14 +21,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "src"))
-sys.path.insert(0, str(REPO / "bench"))
 
 for _k, _v in {"RAY_USAGE_STATS_ENABLED": "0", "MLFLOW_DISABLE_TELEMETRY": "true", "RAY_AUTH_MODE": "disabled",
                "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}.items():
@@ -38,7 +35,7 @@ TEN_MINUTES = 600.0
 
 
 def one_sweep(cfg, out: Path, name: str) -> dict:
-    from transgan_lab.platform.tune import run_sweep
+    from transgan_lab.platform.sweep import run_sweep
 
     t0, w0 = time.perf_counter(), time.time()
     res = run_sweep(cfg, out_root=out, name=name, num_samples=1, progress=False)

@@ -31,11 +31,10 @@ from pathlib import Path
 
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "src"))
+from transgan_lab.trainers import train as engine
+from transgan_lab.trainers.models import attention
 
-from transgan_lab.trainers import train as engine  # noqa: E402
-from transgan_lab.trainers.models import attention  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 MODES = ("baseline", "fp32", "fp32+compile", "bf16", "bf16+compile")
 # On a CPU the CIFAR-sized step runs at a quarter of the paper's batch (same model, same n_critic),

@@ -14,13 +14,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import gpu_bench  # bench/ is on pytest's pythonpath (pyproject.toml)
 import pytest
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "bench"))
-
-import gpu_bench  # noqa: E402
 
 
 def run_bench(script: str, *args: str, report: Path) -> dict:
