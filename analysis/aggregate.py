@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 import pandas as pd
 
@@ -106,7 +106,8 @@ def check_protocols(
     for m in metrics:
         groups = protocol_groups(df, m, pick=pick)
         if len(groups) > 1:
-            parts = [f"protocol {protocol_id(p)} ({len(names)} run{'s' if len(names) > 1 else ''}: {', '.join(sorted(names))})"
+            parts = [f"protocol {protocol_id(p)} ({len(names)} run{'s' if len(names) > 1 else ''}: "
+                     f"{', '.join(sorted(names))})"
                      for p, names in sorted(groups.items(), key=lambda kv: protocol_id(kv[0]))]
             raise ProtocolMismatch(
                 f"refusing to merge or rank {what}: their {m} scores come from {len(groups)} different evaluation "

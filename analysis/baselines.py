@@ -50,7 +50,8 @@ def load_published(path: str | Path | None = None) -> pd.DataFrame:
         bad = df[df[m].notna() & ~flag.isin(["yes", "no"])]
         if len(bad):
             rows = ", ".join(f"line {i + 2} ({r.model}, {r.dataset})" for i, r in bad.iterrows())
-            raise AnalysisError(f"{path}: {m} values without {m}_verified yes/no at {rows}; every published value must say whether it was verified")
+            raise AnalysisError(f"{path}: {m} values without {m}_verified yes/no at {rows}; "
+                                "every published value must say whether it was verified")
         df[f"{m}_verified"] = flag.map({"yes": True, "no": False}).astype("boolean")
         df.loc[df[m].isna(), f"{m}_verified"] = pd.NA
     if df["source"].isna().any():

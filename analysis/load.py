@@ -23,13 +23,15 @@ import json
 import math
 import os
 import warnings
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import pandas as pd
 
 from transgan_lab import metric_registry
-from transgan_lab.tracking_client import TAG, TrackingUnavailable, check_readable, mlflow_client, resolve_tracking_uri, tag_filter
+from transgan_lab.tracking_client import TAG, check_readable, mlflow_client, resolve_tracking_uri, tag_filter
+from transgan_lab.tracking_client import TrackingUnavailable as TrackingUnavailable  # raised here, for callers
 
 # The documented `transgan.*` tags that become plain columns.
 TAG_COLUMNS = (

@@ -7,7 +7,7 @@ the end of a multi-objective sweep and logs it to the parent run).
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import pandas as pd
 

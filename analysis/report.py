@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import base64
 import html
+from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Sequence
 
 import pandas as pd
 
@@ -23,8 +23,10 @@ from transgan_lab.analysis.pareto import pareto_mask
 MIN_TRIALS_FOR_IMPORTANCE = 4  # fANOVA on fewer trials is noise
 
 _CSS = """
-body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margin:24px auto;max-width:1100px;color:#222;background:#fff}
-h1{font-size:1.5em;margin-bottom:4px} h2{font-size:1.15em;margin-top:28px;border-bottom:1px solid #ddd;padding-bottom:4px}
+body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margin:24px auto;max-width:1100px;
+  color:#222;background:#fff}
+h1{font-size:1.5em;margin-bottom:4px}
+h2{font-size:1.15em;margin-top:28px;border-bottom:1px solid #ddd;padding-bottom:4px}
 .meta{color:#555;font-size:.9em} figure{margin:12px 0} figcaption{color:#555;font-size:.85em}
 img.fig{max-width:100%;border:1px solid #eee}
 .grid{display:grid;grid-template-columns:repeat(auto-fit,minmax(460px,1fr));gap:8px}

@@ -27,8 +27,8 @@ from types import SimpleNamespace
 import numpy as np
 import torch
 from PIL import Image
-
 from train_step import machine
+
 from transgan_lab.trainers.data import build_dataset
 
 REPO = Path(__file__).resolve().parents[1]

@@ -31,10 +31,10 @@ import time
 from pathlib import Path
 
 import torch
+from train_step import matmul_gflops, mode_patches, new_trainer, time_steps
 
 from transgan_lab.trainers import hashing
 from transgan_lab.trainers.models import build_discriminator, build_generator
-from train_step import matmul_gflops, mode_patches, new_trainer, time_steps
 
 REPO = Path(__file__).resolve().parents[1]
 

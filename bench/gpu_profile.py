@@ -24,9 +24,9 @@ import time
 from pathlib import Path
 
 import torch
-
 from gpu_bench import load_cfg, step_rate
 from train_step import new_trainer
+
 from transgan_lab.trainers import losses
 
 REPO = Path(__file__).resolve().parents[1]

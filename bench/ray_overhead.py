@@ -59,8 +59,8 @@ def main(argv=None) -> int:
 
     import ray
     import torch
-
     from train_step import machine
+
     from transgan_lab.platform.config import load_config
     from transgan_lab.platform.ray_train import init_ray
 
@@ -88,7 +88,8 @@ def main(argv=None) -> int:
                 r["share"] = r["overhead_s"] / r["sweep_wall_s"]
                 report["runs"].append(r)
                 print(f"{kimg:6.3f} kimg: sweep {r['sweep_wall_s']:6.1f} s, engine {r['engine_wall_s']:6.1f} s, "
-                      f"overhead {r['overhead_s']:5.1f} s ({100 * r['share']:.1f}%: {r['before_engine_s']:.1f} s before the "
+                      f"overhead {r['overhead_s']:5.1f} s ({100 * r['share']:.1f}%: "
+                      f"{r['before_engine_s']:.1f} s before the "
                       f"engine starts, {r['after_engine_s']:.1f} s after it ends), {r['reports']} reports", flush=True)
         finally:
             ray.shutdown()

@@ -11,8 +11,8 @@ from __future__ import annotations
 import re
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from transgan_lab.platform.experiments import SMOKE, parser, ray_address
 

@@ -29,8 +29,8 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
 
     from transgan_lab.platform.config import ConfigError, load_config
-    from transgan_lab.tracking_client import TrackingUnavailable
     from transgan_lab.platform.sweep import print_results, run_sweep
+    from transgan_lab.tracking_client import TrackingUnavailable
 
     preset, space, overrides = args.preset, args.space or "cifar", list(args.overrides)
     if args.smoke:  # same script, same code path, tiny digits trials on this machine

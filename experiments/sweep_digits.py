@@ -35,8 +35,8 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
 
     from transgan_lab.platform.config import ConfigError, load_config
-    from transgan_lab.tracking_client import TrackingUnavailable
     from transgan_lab.platform.sweep import print_results, run_sweep
+    from transgan_lab.tracking_client import TrackingUnavailable
 
     if args.smoke:
         from transgan_lab.platform.experiments import SMOKE

@@ -121,7 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pick", default="final", choices=["final", "best"], help="per-run value rule")
     p.add_argument("--top", type=int, default=10, help="rows of a sweep table")
     p.add_argument("--protocol", action="append", default=[], metavar="ID",
-                   help="keep only runs scored under this evaluation protocol id (ids are listed when runs mix protocols; repeatable)")
+                   help="keep only runs scored under this evaluation protocol id "
+                        "(ids are listed when runs mix protocols; repeatable)")
 
     # report
     p = sub.add_parser("report", help="self-contained HTML report of a sweep")
@@ -189,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except Exception as e:  # noqa: BLE001 - the one place user errors become exit code 2
+    except Exception as e:
         if is_user_error(e):
             if args.debug or os.environ.get("TRANSGAN_LAB_DEBUG"):
                 traceback.print_exc()

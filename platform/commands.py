@@ -85,7 +85,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         )
     if args.dry_run:
         print(C.to_yaml(cfg), end="")
-        print(f"# run dir: {run_dir}\n# {total_steps(cfg)} steps to {cfg.train.kimg:g} kimg\n# {_resources_line(cfg, args.ray)}")
+        print(f"# run dir: {run_dir}\n# {total_steps(cfg)} steps to {cfg.train.kimg:g} kimg")
+        print(f"# {_resources_line(cfg, args.ray)}")
         return 0
     # Fail before any work when the data or the tracking store cannot be reached.
     from transgan_lab.trainers.data import build_dataset

@@ -111,7 +111,8 @@ def print_side_by_side(ours: dict, official: dict, *, protocol: Any, skipped: li
     some = next(iter(ours.values()), None)
     if some:
         q = some["protocol"]
-        print(f"ours:     n_fake {q.get('n_fake')}, reference {q.get('reference_split', '-')} through {q.get('extractor')}, "
+        print(f"ours:     n_fake {q.get('n_fake')}, reference {q.get('reference_split', '-')} "
+              f"through {q.get('extractor')}, "
               f"{q.get('quantisation')}, FID square root by symmetric eigendecomposition")
     first = next(iter(official.values()))["protocol"]
     print(f"official: {p.name}; n_fake {first['n_fake']}; reference {first.get('stats_file', p.stats_file)} "

@@ -17,7 +17,6 @@ Checked against Ray 2.60.0 (``RAY_VERSION``):
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
 
 RAY_VERSION = "2.60.0"  # the Ray release this module was checked against
 
@@ -55,12 +54,13 @@ def placement_groups() -> list[PlacementGroupRecord]:
 def remove_placement_group(id_hex: str) -> None:
     """Remove a placement group by its id (public ``remove_placement_group`` takes a handle)."""
     import ray
-    from ray.util.placement_group import PlacementGroup, remove_placement_group as remove
+    from ray.util.placement_group import PlacementGroup
+    from ray.util.placement_group import remove_placement_group as remove
 
     remove(PlacementGroup(ray.PlacementGroupID(bytes.fromhex(id_hex))))
 
 
-def local_cluster_address() -> Optional[str]:
+def local_cluster_address() -> str | None:
     """Address of a Ray cluster running on this node, or None (connects to nothing)."""
     from ray._private.services import find_bootstrap_address
 

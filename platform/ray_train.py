@@ -18,8 +18,9 @@ from __future__ import annotations
 import os
 import random
 import sys
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable, Optional
+from typing import Any
 
 from transgan_lab import metric_registry
 from transgan_lab.platform import tracking as mlt
@@ -64,9 +65,9 @@ class RayTrainReporter:
         *,
         rank: int,  # world rank of this worker
         primary: str,  # cfg.eval.primary: the checkpoint score and ASHA metric
-        logger: Optional[mlt.RunLogger] = None,  # MLflow writer (rank 0 only)
-        extra: Optional[dict[str, float]] = None,  # constant metrics added to every Ray report (g_params)
-        checkpoint_base: Optional[str] = None,  # "<storage>/<run name>" where Ray keeps checkpoints
+        logger: mlt.RunLogger | None = None,  # MLflow writer (rank 0 only)
+        extra: dict[str, float] | None = None,  # constant metrics added to every Ray report (g_params)
+        checkpoint_base: str | None = None,  # "<storage>/<run name>" where Ray keeps checkpoints
     ):
         self.rank, self.primary, self.logger = rank, primary, logger
         self.extra = dict(extra or {})
@@ -75,7 +76,7 @@ class RayTrainReporter:
         self.evals = 0
         self.reports = 0
 
-    def report(self, metrics: dict, checkpoint_dir: Optional[str] = None, files: Optional[dict] = None) -> None:
+    def report(self, metrics: dict, checkpoint_dir: str | None = None, files: dict | None = None) -> None:
         import ray.train
 
         files = dict(files or {})
@@ -152,7 +153,7 @@ def train_loop_per_worker(loop: dict) -> None:
             raise RuntimeError(status.get("message", "training diverged"))
 
 
-def _stored_checkpoint(base: Optional[str]) -> Optional[str]:
+def _stored_checkpoint(base: str | None) -> str | None:
     """Newest valid engine checkpoint already in this run's (local or shared-disk) Ray storage.
 
     Ray Train collects a worker's reports only when the controller polls it, so a worker killed
@@ -177,12 +178,12 @@ def build_trainer(
     name: str,  # deterministic Ray run name (re-using it resumes the run)
     storage_path: str,  # Ray storage root: local dir, or s3:// / gs:// / NFS on a cluster
     out_dir: str,  # the engine's run folder (rank 0); other ranks use out_dir/ranks/<k>
-    tracking_info: Optional[dict] = None,  # {"uri": ..., "run_id": ...}; None = no MLflow
-    resume: Optional[str] = None,  # engine checkpoint to start from when Ray has none
+    tracking_info: dict | None = None,  # {"uri": ..., "run_id": ...}; None = no MLflow
+    resume: str | None = None,  # engine checkpoint to start from when Ray has none
     allow_config_change: bool = False,  # passed to the engine's resume check
     objectives: Iterable[str] = (),  # extra objectives; model sizes among them join every report
     callbacks: Iterable[Any] = (),  # ray.train.UserCallback objects (TuneReportCallback in sweeps)
-    max_failures: Optional[int] = None,  # worker-group restarts; default cfg.sweep.max_failures
+    max_failures: int | None = None,  # worker-group restarts; default cfg.sweep.max_failures
     fault_rate: float = 0.0,  # injected worker failure probability per attempt (soak tests)
     timeout_s: int = 1800,  # collective timeout of the process group
 ):
@@ -226,7 +227,7 @@ def build_trainer(
     )
 
 
-def best_checkpoint_uri(result: Any, primary: str) -> Optional[str]:
+def best_checkpoint_uri(result: Any, primary: str) -> str | None:
     """Location of the best kept checkpoint of a finished Train result (by the primary metric, as
     Ray scored them); the latest one when none carries a score."""
     scored = [(ck, m[primary]) for ck, m in (getattr(result, "best_checkpoints", None) or [])
@@ -238,7 +239,7 @@ def best_checkpoint_uri(result: Any, primary: str) -> Optional[str]:
     return ckpt.path if ckpt is not None else None
 
 
-def init_ray(address: Optional[str] = None, *, num_cpus: Optional[int] = None, log_to_driver: Optional[bool] = None) -> None:
+def init_ray(address: str | None = None, *, num_cpus: int | None = None, log_to_driver: bool | None = None) -> None:
     """Connect to a cluster (``address``, or "auto" when RAY_ADDRESS is set) or start a local runtime."""
     import ray
 
@@ -263,13 +264,13 @@ def run_train_ray(
     cfg: ExperimentConfig,
     *,
     out_root: str | os.PathLike = "runs",  # output root: engine folders, Ray storage, default MLflow store
-    resume: Optional[str] = None,  # engine checkpoint to start from (Ray's own checkpoint wins)
+    resume: str | None = None,  # engine checkpoint to start from (Ray's own checkpoint wins)
     allow_config_change: bool = False,  # resume although the dynamics config changed
     tracking: bool = True,  # log to MLflow
-    tracking_uri: Optional[str] = None,  # overrides tracking.uri
-    address: Optional[str] = None,  # Ray address; default: local runtime (or RAY_ADDRESS)
-    tags: Optional[dict] = None,  # extra transgan.* tags (study, variant)
-    name: Optional[str] = None,  # Ray run name; default <name>-<config hash[:8]>
+    tracking_uri: str | None = None,  # overrides tracking.uri
+    address: str | None = None,  # Ray address; default: local runtime (or RAY_ADDRESS)
+    tags: dict | None = None,  # extra transgan.* tags (study, variant)
+    name: str | None = None,  # Ray run name; default <name>-<config hash[:8]>
 ) -> dict:
     """One training run on Ray Train (resources.workers ranks), tracked in one MLflow run.
 

@@ -94,7 +94,7 @@ class MlflowServer:
         self.uri = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen | None = None
 
-    def start(self) -> "MlflowServer":
+    def start(self) -> MlflowServer:
         self.root.mkdir(parents=True, exist_ok=True)
         cmd = [
             str(Path(sys.executable).parent / "mlflow"), "server",

@@ -18,10 +18,9 @@ import os
 import re
 from pathlib import Path
 
+import analysis_runs as R
 import pandas as pd
 import pytest
-
-import analysis_runs as R
 
 GOLDEN = Path(__file__).parent / "golden"
 REGEN = os.environ.get("TGL_REGEN_GOLDEN") == "1"
@@ -156,7 +155,8 @@ def test_refuses_to_average_different_configs(runs):
     from transgan_lab.analysis.load import AnalysisError
 
     mixed = runs[runs["study"] == "table4"].assign(variant="all sizes")
-    with pytest.raises(AnalysisError, match=r"not one configuration \(model.g.depths: \[2, 1, 1\] vs \[2, 2, 1\]; model.g.embed_dim: 128 vs 192 vs 256\)"):
+    with pytest.raises(AnalysisError, match=r"not one configuration \(model.g.depths: \[2, 1, 1\] vs \[2, 2, 1\]; "
+                                            r"model.g.embed_dim: 128 vs 192 vs 256\)"):
         aggregate(mixed, metrics=["digits_fid"])
 
 

@@ -20,7 +20,6 @@ import jsonschema
 import pytest
 import ray
 import yaml
-
 from cluster_helpers import (
     LOOPBACK_TEMPLATE,
     REPO,

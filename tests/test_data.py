@@ -25,7 +25,7 @@ import torch
 from PIL import Image
 
 from transgan_lab.trainers import data as D
-from transgan_lab.trainers.data import DATASETS, DataStream, DatasetError, build_dataset
+from transgan_lab.trainers.data import DATASETS, DatasetError, DataStream, build_dataset
 
 
 def cfg(**kw) -> SimpleNamespace:

@@ -18,7 +18,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from test_report_browser import _chromium, chromium, mlflow_ui_views, render_report, shots  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.slow

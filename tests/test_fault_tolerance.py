@@ -16,7 +16,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import MlflowServer, free_port, stop_process
 
 pytestmark = pytest.mark.slow

@@ -15,7 +15,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 import uuid
@@ -23,7 +22,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from cluster_helpers import (
     REPO,
     VENV_BIN,

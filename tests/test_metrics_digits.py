@@ -8,13 +8,10 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from tiny_models import TinyG
 
 from transgan_lab.trainers.data import build_dataset
-from transgan_lab.trainers.metrics import MetricsUnavailable, evaluate
-from transgan_lab.trainers.metrics import sampling
-
-
-from tiny_models import TinyG  # noqa: E402  (shared stand-in generator)
+from transgan_lab.trainers.metrics import MetricsUnavailable, evaluate, sampling
 
 
 class RealDigitsG(torch.nn.Module):

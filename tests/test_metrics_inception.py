@@ -15,14 +15,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from tiny_models import TinyG
 
 from transgan_lab.trainers.metrics import MetricsUnavailable, evaluate, frechet_distance, inception_score
 from transgan_lab.trainers.metrics import inception as inc
 from transgan_lab.trainers.metrics.fid import feature_stats
 from transgan_lab.trainers.metrics.sampling import generate
-
-
-from tiny_models import TinyG  # noqa: E402  (shared stand-in generator)
 
 
 def _cfg(tmp_path, **eval_kw):
@@ -115,6 +113,7 @@ def test_standard_path_end_to_end_with_random_weights(tmp_path, monkeypatch, cap
     # Independent wiring check: torch-fidelity's network (the instance loaded from the file above)
     # called directly on uint8 RGB images quantised and replicated here by hand.
     from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
+
     from transgan_lab.trainers.data import build_dataset
     from transgan_lab.trainers.metrics.sampling import to_uint8
 

@@ -9,7 +9,11 @@ import pytest
 import scipy.linalg
 
 from transgan_lab.trainers.metrics import (
-    feature_stats, frechet_distance, inception_score, kernel_inception_distance, mmd2_unbiased,
+    feature_stats,
+    frechet_distance,
+    inception_score,
+    kernel_inception_distance,
+    mmd2_unbiased,
 )
 
 

@@ -18,13 +18,13 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from test_metrics_inception import write_random_inception_weights
+from test_official import our_models, run_import
 
-from test_metrics_inception import write_random_inception_weights  # noqa: E402  (shared stand-in)
-from test_official import our_models, run_import  # noqa: E402
 from transgan_lab.platform.cli import main
+from transgan_lab.platform.official import print_side_by_side
 from transgan_lab.trainers.metrics import MetricsUnavailable, feature_stats, frechet_distance, inception_score
 from transgan_lab.trainers.metrics import inception as inc
-from transgan_lab.platform.official import print_side_by_side
 from transgan_lab.trainers.metrics.official import PROTOCOLS, protocol_for
 from transgan_lab.trainers.metrics.sampling import QUANTISATION, generate
 

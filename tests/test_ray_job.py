@@ -16,7 +16,6 @@ import uuid
 from pathlib import Path
 
 import pytest
-
 from cluster_helpers import REPO, VENV_BIN, all_run_ids, assert_one_finished_sweep, free_port, wait_gone
 from conftest import stop_process, wait_http
 

@@ -25,9 +25,8 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
-
 import analysis_runs as R
+import pytest
 from conftest import stop_process
 
 pytestmark = pytest.mark.slow

@@ -23,8 +23,8 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from conftest import free_port, stop_process, wait_http
+
 from transgan_lab.platform.cli import main
 
 REPO = Path(__file__).resolve().parents[1]

@@ -12,12 +12,12 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import free_port
 from test_ray_train import TINY
+
+from transgan_lab.analysis.pareto import pareto_front
 from transgan_lab.platform import tracking
 from transgan_lab.platform.config import ConfigError, load_config
-from transgan_lab.analysis.pareto import pareto_front
 from transgan_lab.platform.sweep.space import apply_params, check_space
 
 REPO = Path(__file__).resolve().parents[1]
@@ -120,8 +120,8 @@ import ray
 from transgan_lab.platform.config import load_config
 from transgan_lab.platform.sweep import run_sweep
 out, uri, tmp, overrides = sys.argv[1], sys.argv[2], sys.argv[3], json.loads(sys.argv[4])
-ray.init(address="local", num_cpus=4, include_dashboard=True, dashboard_host="127.0.0.1", object_store_memory=300 * 1024**2,
-         _temp_dir=tmp, log_to_driver=False)
+ray.init(address="local", num_cpus=4, include_dashboard=True, dashboard_host="127.0.0.1",
+         object_store_memory=300 * 1024**2, _temp_dir=tmp, log_to_driver=False)
 res = run_sweep(load_config("digits-tiny", overrides), out_root=out, name="killme", tracking_uri=uri, progress=True)
 print("RESULT " + json.dumps({"restored": res.restored, "trials": list(res.table["trial_id"]),
                               "status": list(res.table["status"]), "best": res.best["trial_id"]}), flush=True)

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import free_port, stop_process, wait_http
 from PIL import Image
 
-from conftest import free_port, stop_process, wait_http
 from transgan_lab.platform import tracking
 from transgan_lab.platform.config import load_config
 

@@ -153,7 +153,7 @@ def load_checkpoint(path: str | Path, *, names: list[str] | None = None, map_loc
             raise CheckpointError(f"checkpoint {path} has no entry {name!r}; it holds {sorted(manifest['files'])}")
         try:
             state[name] = torch.load(path / f"{name}.pt", map_location=map_location, weights_only=True)
-        except Exception as e:  # weights_only refuses pickled code with an UnpicklingError
+        except Exception as e:  # noqa: BLE001 - weights_only refuses pickled code (UnpicklingError); any failure is a refusal
             raise CheckpointError(
                 f"refusing to load {path / (name + '.pt')}: {type(e).__name__}: {str(e).splitlines()[0]} "
                 "(only tensors and plain containers are accepted)"

@@ -17,8 +17,8 @@ writes our checkpoint; ``metrics/official.py`` holds the official evaluation pro
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import torch
 from torch import nn
@@ -253,7 +253,6 @@ def convert_state_dict(
                 mine = model.get_buffer(our_key[: -len("table")] + "index")
                 if not torch.equal(official[idx_key].to(torch.int64).reshape(mine.shape), mine.cpu()):
                     bad_index.append(idx_key)
-    unused = [k for k in official if k not in used and k in spec.unused]
     extra = [k for k in official if k not in used and k not in spec.unused]
     if missing or misshaped or extra or bad_index:
         parts = []

@@ -28,8 +28,16 @@ import torch
 from . import checkpoint as ckpt
 from . import hashing
 from .checkpoint import CheckpointError
-from .official import COUNTERPARTS, OFFICIAL_MODELS, Counterpart, convert_adam_state, convert_state_dict, key_map
-from .official import is_official_buffer, strip_module_prefix
+from .official import (
+    COUNTERPARTS,
+    OFFICIAL_MODELS,
+    Counterpart,
+    convert_adam_state,
+    convert_state_dict,
+    is_official_buffer,
+    key_map,
+    strip_module_prefix,
+)
 
 # numpy scalar reconstruction (data only); files written under numpy 1.x name it numpy.core.multiarray.scalar
 _SCALAR = (np._core if hasattr(np, "_core") else np.core).multiarray.scalar

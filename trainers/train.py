@@ -27,9 +27,10 @@ import random
 import resource
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -50,7 +51,7 @@ class Reporter(Protocol):
 class NullReporter:
     """Reporter that drops everything (metrics still go to metrics.jsonl)."""
 
-    def report(self, metrics, checkpoint_dir=None, files=None) -> None:  # noqa: D401
+    def report(self, metrics, checkpoint_dir=None, files=None) -> None:
         pass
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import csv
 import html
 import io
-from typing import Sequence
+from collections.abc import Sequence
 
 from transgan_lab.analysis import baselines
 from transgan_lab.analysis.load import AnalysisError

@@ -9,7 +9,8 @@ Runs are tagged `transgan.study`; rows are labelled by `transgan.variant`.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import pandas as pd
 

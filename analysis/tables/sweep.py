@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Sequence
+from collections.abc import Sequence
 
 import pandas as pd
 
@@ -36,6 +36,7 @@ from transgan_lab.analysis.tables.model import (
     present,
     protocol_notes,
 )
+
 
 def _as_param(key: str, columns) -> str | None:
     """A sampled key as a logged param: 'model.g.depths.0' -> 'model.g.depths' (lists are one param)."""

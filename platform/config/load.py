@@ -67,7 +67,8 @@ def load_raw(preset_or_path: str, _seen: tuple = ()) -> dict:
         path = _presets_dir() / f"{preset_or_path}.yaml"
         if not path.exists():
             raise ConfigError(
-                f"unknown preset {preset_or_path!r}; choose one of {', '.join(preset_names())} or give a path to a YAML file"
+                f"unknown preset {preset_or_path!r}; choose one of {', '.join(preset_names())} "
+                "or give a path to a YAML file"
             )
     key = str(path.resolve())
     if key in _seen:

@@ -10,11 +10,12 @@ handed, so it stays importable with torch alone.
 
 from __future__ import annotations
 
-from typing import Literal, Optional
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from transgan_lab import metric_registry
+
 
 class ConfigError(ValueError):
     """A config problem a user can fix; the message names the field and the fix."""
@@ -29,7 +30,7 @@ class _Section(BaseModel):
 
 class DataConfig(_Section):
     dataset: Literal["digits", "cifar10", "stl10", "celeba", "folder"] = "digits"
-    root: Optional[str] = None  # local folder of the dataset (not needed for digits)
+    root: str | None = None  # local folder of the dataset (not needed for digits)
     resolution: int = Field(16, ge=8, le=1024)  # square side in pixels
     channels: Literal[1, 3] = 3  # 1 = greyscale, 3 = RGB
     hflip: bool = False  # random horizontal flip (the paper's photos; never for digits)
@@ -52,7 +53,7 @@ class LocalityConfig(_Section):
     last_blocks: int = Field(1, ge=1)  # masked blocks at the end of the last stage
 
     @model_validator(mode="after")
-    def _check(self) -> "LocalityConfig":
+    def _check(self) -> LocalityConfig:
         epochs = [e for e, _ in self.schedule]
         if self.enabled and not self.schedule:
             raise ValueError("model.g.locality.schedule is empty: give [[epoch, width], ...] or set enabled: false")
@@ -153,8 +154,8 @@ class OptimConfig(_Section):
     batch_g: int = Field(128, ge=1)  # GLOBAL latent batch of one G step
     accum: int = Field(1, ge=1)  # micro-batches per step on each worker
     ema_kimg: float = Field(500.0, gt=0)  # EMA half-life in thousands of images
-    ema_rampup: Optional[float] = Field(0.1, ge=0)  # half-life <= rampup * images seen; None = off
-    ema_beta: Optional[float] = Field(None, ge=0, lt=1)  # fixed beta per G step (overrides kimg)
+    ema_rampup: float | None = Field(0.1, ge=0)  # half-life <= rampup * images seen; None = off
+    ema_beta: float | None = Field(None, ge=0, lt=1)  # fixed beta per G step (overrides kimg)
     # The G update's samples (detached) also serve the last D update of the step: one generator
     # pass less per step (a recipe change; the official code draws fresh latents for each).
     share_fakes: bool = False
@@ -182,11 +183,11 @@ class EvalConfig(_Section):
     n_fake: int = Field(50_000, ge=2)
     batch: int = Field(250, ge=1)
     seed: int = 0
-    inception_weights: Optional[str] = None  # path to the TF-Inception port weights file
-    cache_dir: Optional[str] = None  # reference statistics cache; default ~/.cache/transgan_lab
+    inception_weights: str | None = None  # path to the TF-Inception port weights file
+    cache_dir: str | None = None  # reference statistics cache; default ~/.cache/transgan_lab
 
     @model_validator(mode="after")
-    def _check(self) -> "EvalConfig":
+    def _check(self) -> EvalConfig:
         known = metric_registry.EVAL_METRICS
         bad = [m for m in self.metrics if m not in known]
         if bad:
@@ -202,7 +203,7 @@ class ResourcesConfig(_Section):
     cpus_per_worker: float = Field(1, gt=0)
 
     @model_validator(mode="after")
-    def _check(self) -> "ResourcesConfig":
+    def _check(self) -> ResourcesConfig:
         if self.workers > 1 and 0 < self.gpus_per_worker < 1:
             raise ValueError(
                 "resources.gpus_per_worker must be a whole number when resources.workers > 1 "
@@ -212,9 +213,9 @@ class ResourcesConfig(_Section):
 
 
 class TrackingConfig(_Section):
-    uri: Optional[str] = None  # MLflow tracking URI; default sqlite:///<out>/mlflow.db
+    uri: str | None = None  # MLflow tracking URI; default sqlite:///<out>/mlflow.db
     experiment: str = "transgan-lab"
-    storage_path: Optional[str] = None  # Ray Train/Tune storage; local dir, s3://, gs://
+    storage_path: str | None = None  # Ray Train/Tune storage; local dir, s3://, gs://
 
 
 class SweepConfig(_Section):
@@ -245,7 +246,7 @@ class ExperimentConfig(_Section):
     sweep: SweepConfig = SweepConfig()
 
     @model_validator(mode="after")
-    def _cross_checks(self) -> "ExperimentConfig":
+    def _cross_checks(self) -> ExperimentConfig:
         errors = cross_field_errors(self)
         if errors:
             raise ValueError("; ".join(errors))
@@ -327,6 +328,7 @@ def cross_field_errors(cfg: ExperimentConfig) -> list[str]:
         err.append(f"eval.metrics {'/'.join(standard)} need RGB images: set data.channels=3 or use {'/'.join(digits)}")
     if any(m in digits for m in cfg.eval.metrics) and data.dataset != "digits":
         err.append(
-            f"eval.metrics {'/'.join(digits)} only measure the digits data, not {data.dataset!r}; use {'/'.join(standard)}"
+            f"eval.metrics {'/'.join(digits)} only measure the digits data, not {data.dataset!r}; "
+            f"use {'/'.join(standard)}"
         )
     return err

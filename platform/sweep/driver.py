@@ -21,14 +21,20 @@ import json
 import math
 import os
 from pathlib import Path
-from typing import Optional
 
 from transgan_lab import metric_registry
 from transgan_lab.platform import tracking
 from transgan_lab.platform.config import ConfigError, ExperimentConfig, config_hash, from_dict
 from transgan_lab.platform.ray_train import best_checkpoint_uri, build_trainer, init_ray, storage_path_for
 from transgan_lab.platform.sweep import results
-from transgan_lab.platform.sweep.space import TRIAL_NUMBER, apply_params, check_space, get_space, numbered_space, trial_label
+from transgan_lab.platform.sweep.space import (
+    TRIAL_NUMBER,
+    apply_params,
+    check_space,
+    get_space,
+    numbered_space,
+    trial_label,
+)
 
 OBJECTIVES = tuple(metric_registry.METRICS)  # what sweep.objectives may name (besides eval.primary)
 DRIVER_CPU = 0.1  # CPU share of each trial's driver actor (it only waits on the TorchTrainer)
@@ -96,15 +102,15 @@ def run_sweep(
     cfg: ExperimentConfig,
     *,
     out_root: str | os.PathLike = "runs",  # Ray storage (default), engine folders, default MLflow store
-    name: Optional[str] = None,  # sweep id; re-running the same name resumes it
-    space: Optional[str] = None,  # search space name (default sweep.space)
-    num_samples: Optional[int] = None,  # trials (default sweep.num_samples)
-    address: Optional[str] = None,  # Ray address ("auto" on a cluster); default: local runtime
-    tracking_uri: Optional[str] = None,  # overrides tracking.uri
+    name: str | None = None,  # sweep id; re-running the same name resumes it
+    space: str | None = None,  # search space name (default sweep.space)
+    num_samples: int | None = None,  # trials (default sweep.num_samples)
+    address: str | None = None,  # Ray address ("auto" on a cluster); default: local runtime
+    tracking_uri: str | None = None,  # overrides tracking.uri
     track: bool = True,  # record in MLflow
-    tags: Optional[dict] = None,  # extra transgan.* tags on every run (study, variant)
+    tags: dict | None = None,  # extra transgan.* tags on every run (study, variant)
     progress: bool = True,  # print one line per trial event / evaluation
-    num_cpus: Optional[int] = None,  # logical CPUs of a local runtime (default: the machine's)
+    num_cpus: int | None = None,  # logical CPUs of a local runtime (default: the machine's)
 ) -> results.SweepResult:
     """Run (or resume) a sweep; validates everything and checks the tracking store before Ray starts."""
     import optuna

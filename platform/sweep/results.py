@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any
 
 from transgan_lab import metric_registry
 from transgan_lab.platform import tracking
@@ -20,10 +20,10 @@ from transgan_lab.platform.sweep.space import TRIAL_NUMBER, trial_label
 class SweepResult:
     name: str  # sweep id (Tune experiment name, MLflow transgan.sweep_id)
     path: str  # Tune experiment folder
-    tracking_uri: Optional[str]
-    parent_run_id: Optional[str]
+    tracking_uri: str | None
+    parent_run_id: str | None
     table: Any  # pandas DataFrame, one row per trial, best first
-    best: Optional[dict]  # the best trial's row (primary metric), or None
+    best: dict | None  # the best trial's row (primary metric), or None
     pareto: Any = None  # DataFrame of the non-dominated trials (multi-objective), else None
     restored: bool = False
     errors: list = field(default_factory=list)
@@ -90,7 +90,7 @@ def finalize_trial_runs(uri: str, experiment_id: str, sweep: str, df) -> dict[st
 
 
 def record_on_parent(parent: tracking.RunLogger, *, uri: str, experiment_id: str, sweep: str, primary: str,
-                     df, best: Optional[dict], pareto) -> None:
+                     df, best: dict | None, pareto) -> None:
     """The sweep's summary on its parent run: results.csv, pareto.csv, counts, the best trial (its
     run and checkpoint) and its primary value; then the parent is closed."""
     T = tracking.TAG
@@ -115,7 +115,7 @@ def record_on_parent(parent: tracking.RunLogger, *, uri: str, experiment_id: str
 # ------------------------------------------------------------------------------------ report
 
 
-def ui_command(uri: Optional[str]) -> str:
+def ui_command(uri: str | None) -> str:
     return f"transgan-lab ui --tracking-uri {uri}" if uri else "transgan-lab ui"
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import copy
 import functools
 import json
-from typing import Callable, Optional
+from collections.abc import Callable
 
 from transgan_lab.platform.config import ConfigError, from_dict
 from transgan_lab.platform.config.dotted import DottedKeyError, set_dotted
@@ -46,7 +46,7 @@ def apply_params(base: dict, params: dict) -> dict:
     return out
 
 
-def _ask_params(study, space_fn: Callable, base: dict, fixed: Optional[dict] = None) -> dict:
+def _ask_params(study, space_fn: Callable, base: dict, fixed: dict | None = None) -> dict:
     """One draw of a define-by-run space from an in-memory Optuna study (the preflight check)."""
     if fixed:
         study.enqueue_trial(fixed)
@@ -94,7 +94,7 @@ def numbered_space(trial, *, space_fn: Callable, base: dict) -> dict:
     return {**(space_fn(trial, base) or {}), TRIAL_NUMBER: trial.number}
 
 
-def trial_label(config: Optional[dict], trial_id: str) -> str:
+def trial_label(config: dict | None, trial_id: str) -> str:
     """``t<NNN>`` from the Optuna trial number (the Tune trial id when there is none)."""
     number = (config or {}).get(TRIAL_NUMBER)
     return f"t{int(number):03d}" if number is not None else trial_id

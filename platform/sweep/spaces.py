@@ -14,7 +14,8 @@ config is validated by the platform before any trial starts.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Optional
+from collections.abc import Callable
+from typing import Any
 
 # Named locality-aware initialisation schedules: ([[start_epoch, half_width], ...], off_epoch).
 LOCALITY_SCHEDULES = {
@@ -206,17 +207,18 @@ class _Recipe:
 _RECIPE = _Recipe()
 
 
-def recipe(trial, base: dict) -> Optional[dict]:
-    """The digits recipe at a fixed architecture (loss, penalty, lr, beta1, n_critic, EMA, augmentation, MT-CT, first grid)."""
+def recipe(trial, base: dict) -> dict | None:
+    """The digits recipe at a fixed architecture (loss, penalty, lr, beta1, n_critic, EMA, augmentation,
+    MT-CT, first grid)."""
     return _RECIPE.sample(trial, base)
 
 
-def digits(trial, base: dict) -> Optional[dict]:
+def digits(trial, base: dict) -> dict | None:
     """Small TransGANs on the embedded digits data (fits a 2-core CPU)."""
     return _DIGITS.sample(trial, base)
 
 
-def cifar(trial, base: dict) -> Optional[dict]:
+def cifar(trial, base: dict) -> dict | None:
     """TransGAN-S/M-sized models for CIFAR-10 (32x32) and the like."""
     return _CIFAR.sample(trial, base)
 

@@ -12,8 +12,9 @@ import math
 import os
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Any
 
 from transgan_lab.metric_registry import EVAL_METRICS
 from transgan_lab.platform.tracking.runs import TAG_MAX_CHARS, flat_params
@@ -45,11 +46,10 @@ class RunLogger:
         self._down = False  # the store failed and has not answered since
 
     # -- once per run -----------------------------------------------------------------------
-    def log_config(self, cfg: Any, *, tags: Optional[Mapping[str, str]] = None) -> None:
+    def log_config(self, cfg: Any, *, tags: Mapping[str, str] | None = None) -> None:
         """Params (flattened config, once), tags and ``config.yaml`` as an artifact."""
-        from mlflow.entities import Param, RunTag
-
         import yaml
+        from mlflow.entities import Param, RunTag
 
         run = self.client.get_run(self.run_id)
         params = flat_params(cfg)
@@ -95,8 +95,8 @@ class RunLogger:
         self.client.set_tag(self.run_id, f"{TAG}protocol.{metric}", json.dumps(data, sort_keys=True)[:TAG_MAX_CHARS])
 
     # -- tracking outages: keep reports in memory, send them when the store answers again ------
-    def report(self, metrics: Mapping[str, Any], files: Optional[Mapping[str, str]] = None,
-               checkpoint_uri: Optional[str] = None) -> None:
+    def report(self, metrics: Mapping[str, Any], files: Mapping[str, str] | None = None,
+               checkpoint_uri: str | None = None) -> None:
         """Log one engine report; when the store is unreachable, keep it and send it later.
 
         Training never stops for a tracking outage: the report waits in memory (the engine's
@@ -130,8 +130,8 @@ class RunLogger:
         self._down = False
         return True
 
-    def _report_now(self, metrics: Mapping[str, Any], files: Optional[Mapping[str, str]] = None,
-                    checkpoint_uri: Optional[str] = None) -> None:
+    def _report_now(self, metrics: Mapping[str, Any], files: Mapping[str, str] | None = None,
+                    checkpoint_uri: str | None = None) -> None:
         """One engine report: metrics at step=nimg, the sample grid, protocols, the checkpoint location.
 
         Evaluation metrics are logged only on reports where an evaluation ran (the engine passes

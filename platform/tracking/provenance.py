@@ -5,10 +5,9 @@ from __future__ import annotations
 import os
 import subprocess
 from pathlib import Path
-from typing import Optional
 
 
-def git_commit(repo: Optional[str | os.PathLike] = None) -> str:
+def git_commit(repo: str | os.PathLike | None = None) -> str:
     """HEAD of the checkout this code runs from ("unknown" outside git), "+dirty" when modified."""
     root = Path(repo) if repo else Path(__file__).resolve().parents[2]
     try:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Any
 
 from transgan_lab.platform.tracking.logger import RunLogger
 from transgan_lab.platform.tracking.provenance import git_commit, gpu_name
@@ -16,10 +17,10 @@ from transgan_lab.trainers import hashing as _hashing
 class MlflowReporter:
     """An engine reporter for in-process training (no Ray): every report goes to one run."""
 
-    def __init__(self, logger: Optional[RunLogger]):
+    def __init__(self, logger: RunLogger | None):
         self.logger = logger  # None on ranks other than 0 or with tracking off
 
-    def report(self, metrics: dict, checkpoint_dir: Optional[str] = None, files: Optional[dict] = None) -> None:
+    def report(self, metrics: dict, checkpoint_dir: str | None = None, files: dict | None = None) -> None:
         if self.logger is not None:
             self.logger.report(metrics, files, checkpoint_uri=checkpoint_dir)
 
@@ -29,8 +30,8 @@ def start_train_run(
     *,
     uri: str,  # tracking URI (already checked with check_reachable)
     run_key: str,  # deterministic id of this training run (where its state lives)
-    run_name: Optional[str] = None,  # readable name; default <name>-<config hash[:8]>
-    tags: Optional[Mapping[str, Any]] = None,  # extra transgan.* tags (study, variant, ...)
+    run_name: str | None = None,  # readable name; default <name>-<config hash[:8]>
+    tags: Mapping[str, Any] | None = None,  # extra transgan.* tags (study, variant, ...)
 ) -> RunLogger:
     """Get-or-create the MLflow run of a plain training run and log its config."""
     exp_id = ensure_experiment(uri, cfg.tracking.experiment)
@@ -47,7 +48,7 @@ def local_run_reporter(
     *,
     run_dir: str | os.PathLike,  # the engine's run folder (its resolved path keys the MLflow run)
     out_root: str | os.PathLike,  # output root: the default SQLite store lives here
-    tags: Optional[Mapping[str, Any]] = None,  # extra transgan.* tags (study, variant)
+    tags: Mapping[str, Any] | None = None,  # extra transgan.* tags (study, variant)
 ):
     """(reporter, finish(status)) for `transgan-lab train` without Ray: one MLflow run per run folder
     (a resumed run finds its MLflow run again by the same folder)."""

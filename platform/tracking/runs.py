@@ -14,8 +14,9 @@ Params are the flattened resolved config (logged once, dotted keys, lists as JSO
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Any
 
 from transgan_lab.tracking_client import TAG, artifact_root_for, mlflow_client, redact, tag_filter
 from transgan_lab.trainers import hashing as _hashing
@@ -33,7 +34,7 @@ def ensure_experiment(uri: str, name: str) -> str:
     root = artifact_root_for(uri)
     try:
         return client.create_experiment(name, artifact_location=Path(root).as_uri() if root else None)
-    except Exception:  # noqa: BLE001 - another process created it in between
+    except Exception:
         exp = client.get_experiment_by_name(name)
         if exp is None:
             raise
@@ -52,7 +53,7 @@ def flat_params(cfg: Any) -> dict[str, str]:
     return out
 
 
-def base_tags(cfg: Any, *, kind: str, extra: Optional[Mapping[str, Any]] = None) -> dict[str, str]:
+def base_tags(cfg: Any, *, kind: str, extra: Mapping[str, Any] | None = None) -> dict[str, str]:
     """The ``transgan.*`` tags every run carries (plus ``extra``, prefixed when needed)."""
     tags = {
         "kind": kind,
@@ -83,7 +84,7 @@ def get_or_create_run(
     key: Mapping[str, str],  # tags that identify the run (e.g. sweep_id + trial_id)
     run_name: str,  # readable name shown in the UI
     tags: Mapping[str, str],  # further tags, set on creation and refreshed on reuse
-    parent_run_id: Optional[str] = None,  # nests the run under a sweep's parent run
+    parent_run_id: str | None = None,  # nests the run under a sweep's parent run
 ) -> tuple[str, bool]:
     """The run with these key tags, created when missing; returns (run_id, created)."""
     client = mlflow_client(uri)

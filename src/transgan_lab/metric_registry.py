@@ -11,7 +11,7 @@ lower-is-better and labelled by its name; nothing ranks by those.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, Optional
+from typing import Literal
 
 # Evaluation protocol families: what a score needs and what it may be called (DESIGN.md: nothing is
 # "FID" or "IS" unless it was computed with the standard Inception weights).
@@ -25,7 +25,7 @@ class Metric:
     mode: Literal["min", "max"]  # which way is better, in Ray's and Optuna's words
     label: str  # column header and axis label
     unit: str = ""  # "" for scores; "img/s", "s", "params" or "FLOPs" otherwise
-    protocol: Optional[str] = None  # evaluation protocol family; None: not an evaluation metric
+    protocol: str | None = None  # evaluation protocol family; None: not an evaluation metric
 
 
 # Evaluation metrics first, in the column order of the paper's tables (IS before FID).
@@ -68,6 +68,6 @@ def label(name: str) -> str:
     return METRICS[name].label if name in METRICS else name
 
 
-def eval_metrics(protocol: Optional[str] = None) -> tuple[str, ...]:
+def eval_metrics(protocol: str | None = None) -> tuple[str, ...]:
     """Evaluation metric names, all or those of one protocol family."""
     return tuple(n for n in EVAL_METRICS if protocol is None or METRICS[n].protocol == protocol)

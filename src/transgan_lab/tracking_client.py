@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping, Optional
 
 TAG = "transgan."  # prefix of every tag this project writes
 _SECRET_NAME = re.compile(r"TOKEN|SECRET|KEY|PASSWORD", re.IGNORECASE)
@@ -57,8 +56,8 @@ def default_tracking_uri(out_root: str | os.PathLike = "runs") -> str:
 def resolve_tracking_uri(
     *,
     out_root: str | os.PathLike = "runs",  # output root; the default SQLite file lives here
-    cfg_uri: Optional[str] = None,  # tracking.uri from the config
-    override: Optional[str] = None,  # --tracking-uri from the command line
+    cfg_uri: str | None = None,  # tracking.uri from the config
+    override: str | None = None,  # --tracking-uri from the command line
 ) -> str:
     """First of: the command line, the config, $MLFLOW_TRACKING_URI, ``sqlite:///<out>/mlflow.db``."""
     uri = override or cfg_uri or os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri(out_root)
@@ -71,12 +70,12 @@ def resolve_tracking_uri(
     return uri
 
 
-def sqlite_path(uri: str) -> Optional[Path]:
+def sqlite_path(uri: str) -> Path | None:
     """The database file of a ``sqlite:///`` URI, else None."""
     return Path(uri.removeprefix("sqlite:///")) if uri.startswith("sqlite:///") else None
 
 
-def artifact_root_for(uri: str) -> Optional[str]:
+def artifact_root_for(uri: str) -> str | None:
     """Artifact location for new experiments: next to a SQLite file; the server's default otherwise."""
     db = sqlite_path(uri)
     return str(db.parent / "mlartifacts") if db is not None else None
@@ -89,12 +88,12 @@ def is_server(uri: str) -> bool:
     return urllib.parse.urlparse(uri).scheme in ("http", "https")
 
 
-def health(uri: str, *, timeout_s: float = 5.0) -> Optional[str]:
+def health(uri: str, *, timeout_s: float = 5.0) -> str | None:
     """None when the tracking server at ``uri`` answers ``/health`` with 200, else why not."""
     try:
         with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout_s) as r:
             return None if r.status == 200 else f"/health answered HTTP {r.status}"
-    except (urllib.error.URLError, OSError, socket.timeout) as e:
+    except (TimeoutError, urllib.error.URLError, OSError) as e:
         return str(getattr(e, "reason", e))
 
 

@@ -3,8 +3,9 @@ the pixel helpers (uint8 <-> [-1, 1], BT.601 grey, the one antialiased resize)."
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F

@@ -4,8 +4,9 @@ restricted unpickler (a tampered file cannot run code)."""
 from __future__ import annotations
 
 import pickle
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -62,10 +63,13 @@ def load_cifar_batch(path: Path) -> np.ndarray:
                 f"{path} is not a plain CIFAR-10 batch ({e}); it may have been tampered with: delete it and "
                 "download the 'CIFAR-10 python version' archive again"
             ) from None
-        raise DatasetError(f"{path} is truncated or corrupt ({e}); delete it and extract cifar-10-python.tar.gz again") from None
+        raise DatasetError(
+            f"{path} is truncated or corrupt ({e}); delete it and extract cifar-10-python.tar.gz again"
+        ) from None
     except (EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError) as e:
         raise DatasetError(
-            f"{path} is truncated or corrupt ({type(e).__name__}: {e}); delete it and extract cifar-10-python.tar.gz again"
+            f"{path} is truncated or corrupt ({type(e).__name__}: {e}); "
+            "delete it and extract cifar-10-python.tar.gz again"
         ) from None
     data = obj.get("data", obj.get(b"data")) if isinstance(obj, dict) else None
     if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from transgan_lab.trainers.data.base import DatasetError, ImageDataset, dataset_root
 from transgan_lab.trainers.data.celeba import CelebA

@@ -181,7 +181,7 @@ class DataStream:
             self._pool.shutdown(wait=True)
             self._pool = None
 
-    def __enter__(self) -> "DataStream":
+    def __enter__(self) -> DataStream:
         return self
 
     def __exit__(self, *exc: Any) -> None:

@@ -9,8 +9,6 @@ D: [conv3-ReLU-conv3-avgpool + avgpool-conv1] (optimized first block) -> residua
 
 from __future__ import annotations
 
-from typing import Optional
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -66,7 +64,7 @@ class ConvGenerator(nn.Module):
         self.out = nn.Conv2d(ch, channels, 3, padding=1)
         self.apply(_xavier)
 
-    def forward(self, z: torch.Tensor, *, locality_width: Optional[int] = None) -> torch.Tensor:
+    def forward(self, z: torch.Tensor, *, locality_width: int | None = None) -> torch.Tensor:
         # locality_width: accepted for the common G interface; the conv baseline has no attention
         x = self.l1(z).reshape(z.shape[0], self.ch, self.start, self.start)  # (B, ch, s0, s0)
         x = self.blocks(x)
