@@ -139,7 +139,7 @@ def study_tables(
         resolutions = finished["param.data.resolution"].dropna().unique() if "param.data.resolution" in finished else []
         same_res = int(resolutions[0]) if len(resolutions) == 1 else None  # published rows at our resolution only
         pub = baselines.published_for(study=study, dataset=str(dataset), resolution=same_res) if published else pd.DataFrame()
-        shown = [m for m in ("is", "fid") if m in metrics]
+        shown = [m for m in baselines.METRICS if m in metrics]  # the metrics published numbers exist for
         if len(pub) and shown:
             pub_rows = []
             for _, p in pub.iterrows():
@@ -153,7 +153,7 @@ def study_tables(
                     row["g_gflops"] = Cell()
                     row["img_per_s"] = Cell()
                 for m in metrics:
-                    if m in ("is", "fid") and present(p[m]):
+                    if m in baselines.METRICS and present(p[m]):
                         row[m] = Cell(value=float(p[m]), std=float(p[f"{m}_std"]) if m == "is" and present(p["is_std"]) else None,
                                       unverified=not bool(p[f"{m}_verified"]), protocol=str(p["protocol"]))
                     else:
