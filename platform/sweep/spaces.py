@@ -27,13 +27,6 @@ LOCALITY_SCHEDULES = {
 AUG_POLICIES = ["translation", "translation,cutout", "translation,cutout,color", "translation,color"]
 
 
-def _get(base: dict, key: str) -> Any:
-    node: Any = base
-    for part in key.split("."):
-        node = node[int(part)] if isinstance(node, list) else node[part]
-    return node
-
-
 def _with(choices: list, value: Any) -> list:
     """``choices`` plus the preset's value (so the paper point is inside the space), sorted."""
     out = list(dict.fromkeys(list(choices) + [value]))
