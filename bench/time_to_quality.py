@@ -92,10 +92,10 @@ def step_cost(cfg, *, steps: int = 4) -> dict:
     """Where one training step's time goes on this machine: its counted FLOPs (forward, backward and
     penalty double backward, attention included), the fp32 matmul rate of these threads, and the
     profiler's top operators over a few steps (on a throw-away trainer with the run's config)."""
-    from torch.profiler import ProfilerActivity, profile
-
     from gpu_bench import step_flops
+    from torch.profiler import ProfilerActivity, profile
     from train_step import matmul_gflops
+
     from transgan_lab.trainers.models.attention import math_sdpa
     from transgan_lab.trainers.train import _Trainer
 
@@ -224,7 +224,8 @@ def main(argv: list[str] | None = None) -> int:
     save_grid(grid_images, out.with_name(f"{out.stem}_{label}_samples.png"), nrow=10)
     r = results["runs"][label]
     print(f"[{label}] final digits_fid {r['final_digits_fid']:.1f}  digits_is {r['final_digits_is']:.2f}  after "
-          f"{r['train_seconds']:.0f} s of training ({r['g_updates']} G updates, {r['kimg']:g} kimg, {r['img_per_s']:.0f} img/s); "
+          f"{r['train_seconds']:.0f} s of training ({r['g_updates']} G updates, {r['kimg']:g} kimg, "
+          f"{r['img_per_s']:.0f} img/s); "
           f"evaluation {r['eval_seconds']:.0f} s; classes {hist['counts']}")
     print(f"[{label}] one step = {cost['step_gflop']:.2f} GFLOP: {r['achieved_gflops']:.0f} GFLOP/s in the run, "
           f"{cost['achieved_gflops']:.0f} profiled, vs {cost['matmul_gflops_fp32']:.0f} GFLOP/s fp32 matmul; top ops: "
