@@ -40,8 +40,14 @@ def cmd_table(args: argparse.Namespace) -> int:
     if args.export:
         path = load.export_parquet(df, args.export)
         print(f"wrote {len(df)} runs to {path}", file=sys.stderr)
-    built = tables.build(df, study=study, sweep_id=sweep_id, pick=args.pick, top=args.top,
-                         protocols=getattr(args, "protocol", None) or ())
+    built = tables.build(
+        df,
+        study=study,
+        sweep_id=sweep_id,
+        pick=args.pick,
+        top=args.top,
+        protocols=getattr(args, "protocol", None) or (),
+    )
     sys.stdout.write(tables.render(built, args.format))
     return 0
 
@@ -50,6 +56,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     """Write the self-contained HTML report of a sweep (default: the newest)."""
     from transgan_lab.analysis import report
 
-    path = report.write_report(sweep_id=args.sweep, tracking_uri=args.tracking_uri, experiment=args.experiment, out=args.out)
+    path = report.write_report(
+        sweep_id=args.sweep, tracking_uri=args.tracking_uri, experiment=args.experiment, out=args.out
+    )
     print(f"wrote {path}")
     return 0

@@ -35,12 +35,31 @@ from transgan_lab.tracking_client import TrackingUnavailable as TrackingUnavaila
 
 # The documented `transgan.*` tags that become plain columns.
 TAG_COLUMNS = (
-    "kind", "preset", "dataset", "sweep_id", "trial_id", "study", "variant", "seed", "config_hash",
-    "dynamics_hash", "git_commit", "gpu", "checkpoint_uri",
+    "kind",
+    "preset",
+    "dataset",
+    "sweep_id",
+    "trial_id",
+    "study",
+    "variant",
+    "seed",
+    "config_hash",
+    "dynamics_hash",
+    "git_commit",
+    "gpu",
+    "checkpoint_uri",
 )
 RUN_COLUMNS = (
-    "run_id", "run_name", "experiment_id", "experiment", "parent_run_id", "status", "start_time",
-    "end_time", "duration_s", "last_kimg",
+    "run_id",
+    "run_name",
+    "experiment_id",
+    "experiment",
+    "parent_run_id",
+    "status",
+    "start_time",
+    "end_time",
+    "duration_s",
+    "last_kimg",
 ) + TAG_COLUMNS
 
 
@@ -86,12 +105,17 @@ def _experiments(cl, experiment: str | None) -> dict[str, str]:
     return {e.experiment_id: e.name for e in cl.search_experiments()}
 
 
-def _search(cl, exp_ids: list[str], filter_string: str, order_by: list[str] | None = None, max_results: int | None = None):
+def _search(
+    cl, exp_ids: list[str], filter_string: str, order_by: list[str] | None = None, max_results: int | None = None
+):
     runs, token = [], None
     while True:
         page = cl.search_runs(
-            exp_ids, filter_string=filter_string, order_by=order_by or ["attributes.start_time ASC"],
-            max_results=min(max_results or 1000, 1000), page_token=token,
+            exp_ids,
+            filter_string=filter_string,
+            order_by=order_by or ["attributes.start_time ASC"],
+            max_results=min(max_results or 1000, 1000),
+            page_token=token,
         )
         runs.extend(page)
         token = page.token
@@ -172,7 +196,9 @@ def load_runs(
     for k, v in (tags or {}).items():
         key = k if k.startswith(("mlflow.", TAG)) else TAG + k
         if isinstance(v, (list, tuple, set)):
-            alternatives = [f"{a} and {tag_filter({key: x})}" if a else tag_filter({key: x}) for a in alternatives for x in v]
+            alternatives = [
+                f"{a} and {tag_filter({key: x})}" if a else tag_filter({key: x}) for a in alternatives for x in v
+            ]
         else:
             filters.append(tag_filter({key: v}))
     runs, seen = [], set()
@@ -185,7 +211,9 @@ def load_runs(
     if kinds is not None:
         wanted = set(kinds)
         runs = [r for r in runs if r.data.tags.get(TAG + "kind") in wanted]
-    return runs_to_frame(runs, experiments=exps, history=(lambda run_id, key: cl.get_metric_history(run_id, key)) if histories else None)
+    return runs_to_frame(
+        runs, experiments=exps, history=(lambda run_id, key: cl.get_metric_history(run_id, key)) if histories else None
+    )
 
 
 def runs_to_frame(runs: list, *, experiments: dict[str, str] | None = None, history=None) -> pd.DataFrame:
@@ -212,14 +240,16 @@ def runs_to_frame(runs: list, *, experiments: dict[str, str] | None = None, hist
             row[name] = t.get(TAG + name)
         for key, value in t.items():
             if key.startswith(TAG + "protocol."):
-                row["protocol." + key[len(TAG + "protocol."):]] = canonical_json(value)
-            elif key.startswith(TAG) and key[len(TAG):] not in TAG_COLUMNS:
-                row["tag." + key[len(TAG):]] = value
+                row["protocol." + key[len(TAG + "protocol.") :]] = canonical_json(value)
+            elif key.startswith(TAG) and key[len(TAG) :] not in TAG_COLUMNS:
+                row["tag." + key[len(TAG) :]] = value
         for key, value in data.metrics.items():
             row["final." + key] = float(value)
         for key in sorted(data.metrics):
             has_protocol = (TAG + "protocol." + key) in t
-            if history is None or not (key in metric_registry.EVAL_METRICS or has_protocol or key in metric_registry.THROUGHPUT_METRICS):
+            if history is None or not (
+                key in metric_registry.EVAL_METRICS or has_protocol or key in metric_registry.THROUGHPUT_METRICS
+            ):
                 continue
             hist = sorted(history(info.run_id, key), key=lambda m: (m.step, m.timestamp))
             if not hist:
@@ -265,10 +295,16 @@ def _assemble(rows: list[dict[str, Any]], params: dict[str, list[Any]], *, n: in
         cols[c] = pd.Series(vals, index=index, dtype=dtype)
     for key in sorted(params):
         cols["param." + key] = _typed_series(params[key], index)
-    order = list(RUN_COLUMNS) + [c for c in extra if c.startswith("tag.")] + [c for c in extra if c.startswith("protocol.")]
+    order = (
+        list(RUN_COLUMNS) + [c for c in extra if c.startswith("tag.")] + [c for c in extra if c.startswith("protocol.")]
+    )
     order += [c for fam in float_families for c in extra if c.startswith(fam)]
     order += [c for c in extra if c not in order] + ["param." + k for k in sorted(params)]
-    return pd.DataFrame(cols, index=index)[order] if rows else pd.DataFrame({c: pd.Series(dtype="string") for c in RUN_COLUMNS})
+    return (
+        pd.DataFrame(cols, index=index)[order]
+        if rows
+        else pd.DataFrame({c: pd.Series(dtype="string") for c in RUN_COLUMNS})
+    )
 
 
 # --------------------------------------------------------------------------------- curves
@@ -318,11 +354,15 @@ def import_parquet(path: str | os.PathLike) -> pd.DataFrame:
 
     path = Path(path)
     if not path.exists():
-        raise AnalysisError(f"Parquet file {path} does not exist; write one with `transgan-lab table ... --export {path}`")
+        raise AnalysisError(
+            f"Parquet file {path} does not exist; write one with `transgan-lab table ... --export {path}`"
+        )
     try:
         table = pq.read_table(path)
     except Exception as e:  # noqa: BLE001 - pyarrow raises several types for damaged files
         raise AnalysisError(f"{path} is not a readable Parquet file ({e}); export it again with --export") from None
     if (table.schema.metadata or {}).get(b"transgan.kind") != _PARQUET_KIND:
-        raise AnalysisError(f"{path} was not written by `transgan-lab table --export` (no runs schema marker); export it again")
+        raise AnalysisError(
+            f"{path} was not written by `transgan-lab table --export` (no runs schema marker); export it again"
+        )
     return table.to_pandas().reset_index(drop=True)

@@ -21,13 +21,18 @@ def pareto_mask(values: pd.DataFrame, modes: Sequence[str]) -> pd.Series:
     front and dominates nothing.
     """
     signs = [1.0 if m == "min" else -1.0 for m in modes]
-    pts = [[s * float(v) if v is not None and v is not pd.NA else math.nan for s, v in zip(signs, row)]
-           for row in values.itertuples(index=False)]
+    pts = [
+        [s * float(v) if v is not None and v is not pd.NA else math.nan for s, v in zip(signs, row)]
+        for row in values.itertuples(index=False)
+    ]
     ok = [all(math.isfinite(x) for x in p) for p in pts]
     keep = []
     for i, p in enumerate(pts):
-        dominated = any(ok[j] and all(q[k] <= p[k] for k in range(len(p))) and any(q[k] < p[k] for k in range(len(p)))
-                        for j, q in enumerate(pts) if j != i)
+        dominated = any(
+            ok[j] and all(q[k] <= p[k] for k in range(len(p))) and any(q[k] < p[k] for k in range(len(p)))
+            for j, q in enumerate(pts)
+            if j != i
+        )
         keep.append(ok[i] and not dominated)
     return pd.Series(keep, index=values.index, dtype=bool)
 

@@ -57,8 +57,14 @@ def main(argv=None) -> int:
     report = {"benchmark": "data_decode", "machine": machine(), "settings": vars(args), "workers": {}}
     with tempfile.TemporaryDirectory() as tmp:
         write_faces(Path(tmp) / "img_align_celeba", args.images)
-        sets = {w: build_dataset(SimpleNamespace(dataset="celeba", root=tmp, resolution=args.resolution, channels=3,
-                                                 download=False, loader_workers=w)) for w in workers}
+        sets = {
+            w: build_dataset(
+                SimpleNamespace(
+                    dataset="celeba", root=tmp, resolution=args.resolution, channels=3, download=False, loader_workers=w
+                )
+            )
+            for w in workers
+        }
         batches = [list(range(lo, min(lo + args.batch, args.images))) for lo in range(0, args.images, args.batch)]
         first = {w: ds.get_batch(batches[0]) for w, ds in sets.items()}  # warm-up: imports, thread start
         same = all(torch.equal(first[w], first[workers[0]]) for w in workers)

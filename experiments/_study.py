@@ -23,10 +23,17 @@ def slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
 
 
-def main(study: str, description: str, variants: list[Variant], smoke_variants: list[Variant],
-         argv: Sequence[str] | None = None) -> int:
+def main(
+    study: str,
+    description: str,
+    variants: list[Variant],
+    smoke_variants: list[Variant],
+    argv: Sequence[str] | None = None,
+) -> int:
     ap = parser(description, preset="(per variant)")
-    ap.add_argument("--seeds", type=int, default=1, help="runs per variant with seeds 0..N-1 (mean +- std in the table)")
+    ap.add_argument(
+        "--seeds", type=int, default=1, help="runs per variant with seeds 0..N-1 (mean +- std in the table)"
+    )
     ap.add_argument("--only", action="append", default=[], metavar="LABEL", help="run only this variant (repeatable)")
     ap.add_argument("--dry-run", action="store_true", help="validate and list the runs, start nothing")
     args = ap.parse_args(argv)
@@ -39,8 +46,11 @@ def main(study: str, description: str, variants: list[Variant], smoke_variants: 
     if args.only:
         chosen = [v for v in chosen if v[0] in args.only]
         if not chosen:
-            print(f"error: --only {args.only} matches no variant of {study}; choose from "
-                  f"{[v[0] for v in (smoke_variants if args.smoke else variants)]}", file=sys.stderr)
+            print(
+                f"error: --only {args.only} matches no variant of {study}; choose from "
+                f"{[v[0] for v in (smoke_variants if args.smoke else variants)]}",
+                file=sys.stderr,
+            )
             return 2
     runs = []
     try:  # every config is validated before the first run starts
@@ -61,8 +71,9 @@ def main(study: str, description: str, variants: list[Variant], smoke_variants: 
     for i, (label, cfg) in enumerate(runs, 1):
         print(f"[{study}] run {i}/{len(runs)}: {label} (seed {cfg.seed})", flush=True)
         try:
-            result = run_train_ray(cfg, out_root=args.out, address=ray_address(args),
-                                   tags={"study": study, "variant": label})
+            result = run_train_ray(
+                cfg, out_root=args.out, address=ray_address(args), tags={"study": study, "variant": label}
+            )
         except TrackingUnavailable as e:
             print(f"error: {e}", file=sys.stderr)
             return 2
@@ -71,7 +82,9 @@ def main(study: str, description: str, variants: list[Variant], smoke_variants: 
         print(f"[{study}] {label}: {result['status']}, {metric} {value:.4g}", flush=True)
         if result["status"] != "finished":
             failed.append(label)
-    print(f"\n[{study}] {len(runs)} runs in {time.monotonic() - t0:.0f} s"
-          + (f"; failed: {', '.join(failed)}" if failed else ""))
+    print(
+        f"\n[{study}] {len(runs)} runs in {time.monotonic() - t0:.0f} s"
+        + (f"; failed: {', '.join(failed)}" if failed else "")
+    )
     print(f"table:   transgan-lab table {study} --tracking-uri sqlite:///{Path(args.out).resolve()}/mlflow.db")
     return 1 if failed else 0

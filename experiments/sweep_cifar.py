@@ -35,16 +35,20 @@ def main(argv=None) -> int:
     preset, space, overrides = args.preset, args.space or "cifar", list(args.overrides)
     if args.smoke:  # same script, same code path, tiny digits trials on this machine
         preset, space = "digits-tiny", args.space or "digits"
-        overrides = SMOKE + ["name=cifar-smoke", "sweep.num_samples=3", "sweep.grace_reports=1",
-                             "sweep.objectives=[img_per_s]"] + overrides
+        overrides = (
+            SMOKE
+            + ["name=cifar-smoke", "sweep.num_samples=3", "sweep.grace_reports=1", "sweep.objectives=[img_per_s]"]
+            + overrides
+        )
     if os.environ.get("TRANSGAN_LAB_STORAGE_PATH"):
         # Shared Ray storage named by the cluster config (cluster.yaml sets it on every node); --set wins.
         overrides = [f"tracking.storage_path={os.environ['TRANSGAN_LAB_STORAGE_PATH']}"] + overrides
     t0 = time.monotonic()
     try:
         cfg = load_config(preset, overrides)
-        result = run_sweep(cfg, out_root=args.out, name=args.name, space=space, num_samples=args.samples,
-                           address=ray_address(args))
+        result = run_sweep(
+            cfg, out_root=args.out, name=args.name, space=space, num_samples=args.samples, address=ray_address(args)
+        )
     except (ConfigError, TrackingUnavailable) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

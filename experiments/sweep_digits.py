@@ -20,10 +20,20 @@ from transgan_lab.platform.experiments import parser, ray_address
 # half after their first one.
 DEMO = [
     "name=demo",
-    "train.kimg=10.24", "train.log_kimg=1.024", "train.eval_kimg=5.12", "train.checkpoint_kimg=5.12", "train.grid_kimg=5.12",
-    "train.keep_last=2", "eval.n_fake=1000", "eval.batch=250",
-    "resources.workers=1", "resources.cpus_per_worker=0.9",
-    "sweep.num_samples=4", "sweep.grace_reports=1", "sweep.reduction_factor=2", "sweep.seed=0",
+    "train.kimg=10.24",
+    "train.log_kimg=1.024",
+    "train.eval_kimg=5.12",
+    "train.checkpoint_kimg=5.12",
+    "train.grid_kimg=5.12",
+    "train.keep_last=2",
+    "eval.n_fake=1000",
+    "eval.batch=250",
+    "resources.workers=1",
+    "resources.cpus_per_worker=0.9",
+    "sweep.num_samples=4",
+    "sweep.grace_reports=1",
+    "sweep.reduction_factor=2",
+    "sweep.seed=0",
 ]
 
 
@@ -48,11 +58,15 @@ def main(argv=None) -> int:
     try:
         cfg = load_config(args.preset, args.overrides)
         if args.demo:
-            print(f"TransGAN Lab demo: {args.samples or cfg.sweep.num_samples} trials on the digits data "
-                  f"({cfg.train.kimg:g} kimg each), Optuna TPE + ASHA on {cfg.eval.primary}, tracked in MLflow "
-                  f"under {Path(args.out).resolve()}", flush=True)
-        result = run_sweep(cfg, out_root=args.out, name=args.name, space="digits", num_samples=args.samples,
-                           address=ray_address(args))
+            print(
+                f"TransGAN Lab demo: {args.samples or cfg.sweep.num_samples} trials on the digits data "
+                f"({cfg.train.kimg:g} kimg each), Optuna TPE + ASHA on {cfg.eval.primary}, tracked in MLflow "
+                f"under {Path(args.out).resolve()}",
+                flush=True,
+            )
+        result = run_sweep(
+            cfg, out_root=args.out, name=args.name, space="digits", num_samples=args.samples, address=ray_address(args)
+        )
     except (ConfigError, TrackingUnavailable) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -20,8 +20,15 @@ class UserError(Exception):
 
 # Exceptions that are the user's to fix, with their subclasses, by class name (the modules that
 # define them are imported lazily: the CLI must stay fast).
-_USER_ERRORS = ("ConfigError", "DatasetError", "MetricsUnavailable", "CheckpointError", "UserError", "TrackingUnavailable",
-                "AnalysisError")
+_USER_ERRORS = (
+    "ConfigError",
+    "DatasetError",
+    "MetricsUnavailable",
+    "CheckpointError",
+    "UserError",
+    "TrackingUnavailable",
+    "AnalysisError",
+)
 
 
 def is_user_error(e: BaseException) -> bool:
@@ -30,8 +37,14 @@ def is_user_error(e: BaseException) -> bool:
 
 def _preset_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("preset", metavar="PRESET", help="preset name (see `transgan-lab config list`) or a YAML path")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config value, e.g. --set optim.lr_g=2e-4 (repeatable)")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value, e.g. --set optim.lr_g=2e-4 (repeatable)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -59,8 +72,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--kimg", type=float, help="training length in thousands of real images shown to D")
     p.add_argument("--out", default="runs", help="output root (default: ./runs)")
     p.add_argument("--resume", metavar="DIR", help="resume from a run directory or checkpoint directory")
-    p.add_argument("--allow-config-change", action="store_true",
-                   help="resume even though the training-dynamics config changed (recorded)")
+    p.add_argument(
+        "--allow-config-change",
+        action="store_true",
+        help="resume even though the training-dynamics config changed (recorded)",
+    )
     p.add_argument("--ray", action="store_true", help="run on Ray Train with resources.workers workers")
     p.add_argument("--no-tracking", action="store_true", help="do not log to MLflow")
     p.add_argument("--dry-run", action="store_true", help="print the resolved config and resources, then exit")
@@ -83,21 +99,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", type=int, help="generation batch size")
     p.add_argument("--inception-weights", help="path to the TF-Inception weights file")
     p.add_argument("--json", action="store_true", help="print values and protocols as JSON")
-    p.add_argument("--protocol", choices=["ours", "official"], default="ours",
-                   help="'official': also compute fid/is under the official TransGAN evaluation, side by side")
+    p.add_argument(
+        "--protocol",
+        choices=["ours", "official"],
+        default="ours",
+        help="'official': also compute fid/is under the official TransGAN evaluation, side by side",
+    )
     p.add_argument("--official-stats", metavar="NPZ", help="the official fid_stat/*.npz file (--protocol official)")
 
     # import-official
     p = sub.add_parser("import-official", help="convert an official TransGAN checkpoint into one of our run folders")
     p.add_argument("checkpoint", metavar="CKPT", help="the official checkpoint file (train_derived.py's dict)")
     p.add_argument("--preset", required=True, help="our preset that is the file's official counterpart (README table)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config value after the counterpart's own overrides (repeatable)")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value after the counterpart's own overrides (repeatable)",
+    )
     p.add_argument("--out", required=True, help="run folder to create (eval, sample and train --resume take it)")
     p.add_argument("--official-d", help="official --dis_model of the file when it does not record it")
     p.add_argument("--fresh-optimizers", action="store_true", help="do not import the official Adam states")
-    p.add_argument("--generator-only", action="store_true",
-                   help="accept a bare generator state dict (G = G_ema = file; D and optimizers start fresh)")
+    p.add_argument(
+        "--generator-only",
+        action="store_true",
+        help="accept a bare generator state dict (G = G_ema = file; D and optimizers start fresh)",
+    )
 
     # sample
     p = sub.add_parser("sample", help="write PNG samples from a checkpoint's EMA generator")
@@ -110,8 +139,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     # table
     p = sub.add_parser("table", help="paper-style tables from recorded runs")
-    p.add_argument("study", nargs="?", default="sweep",
-                   help="table1|table2|table3|table4|sota|celeba|sweep (default: sweep)")
+    p.add_argument(
+        "study", nargs="?", default="sweep", help="table1|table2|table3|table4|sota|celeba|sweep (default: sweep)"
+    )
     p.add_argument("--sweep", help="sweep id (for `sweep`; default: the newest sweep)")
     p.add_argument("--tracking-uri", help="MLflow tracking URI (default: sqlite:///runs/mlflow.db)")
     p.add_argument("--experiment", default=None, help="MLflow experiment name")
@@ -120,9 +150,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", default="terminal", choices=["terminal", "markdown", "latex", "html", "csv"])
     p.add_argument("--pick", default="final", choices=["final", "best"], help="per-run value rule")
     p.add_argument("--top", type=int, default=10, help="rows of a sweep table")
-    p.add_argument("--protocol", action="append", default=[], metavar="ID",
-                   help="keep only runs scored under this evaluation protocol id "
-                        "(ids are listed when runs mix protocols; repeatable)")
+    p.add_argument(
+        "--protocol",
+        action="append",
+        default=[],
+        metavar="ID",
+        help="keep only runs scored under this evaluation protocol id "
+        "(ids are listed when runs mix protocols; repeatable)",
+    )
 
     # report
     p = sub.add_parser("report", help="self-contained HTML report of a sweep")
@@ -170,7 +205,11 @@ def cmd_config(args: argparse.Namespace) -> int:
     if args.flat:
         data = C.flatten(data)
     if args.json:
-        print(json.dumps({"config": data, "config_hash": C.config_hash(cfg), "dynamics_hash": C.dynamics_hash(cfg)}, indent=2))
+        print(
+            json.dumps(
+                {"config": data, "config_hash": C.config_hash(cfg), "dynamics_hash": C.dynamics_hash(cfg)}, indent=2
+            )
+        )
     else:
         print(yaml.safe_dump(data, sort_keys=False), end="")
         print(f"# config_hash: {C.config_hash(cfg)}  dynamics_hash: {C.dynamics_hash(cfg)}")

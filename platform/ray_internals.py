@@ -40,14 +40,16 @@ def placement_groups() -> list[PlacementGroupRecord]:
     records = []
     for raw in state._connect_and_get_accessor().get_placement_group_table():
         pg = gcs_pb2.PlacementGroupTableData.FromString(raw)
-        records.append(PlacementGroupRecord(
-            id_hex=ray.PlacementGroupID(pg.placement_group_id).hex(),
-            creator_job_hex=ray.JobID(pg.creator_job_id).hex(),
-            creator_actor_nil=ray.ActorID(pg.creator_actor_id).is_nil(),
-            creator_actor_dead=bool(pg.creator_actor_dead),
-            detached=bool(pg.is_detached),
-            removed=pg.state == gcs_pb2.PlacementGroupTableData.REMOVED,
-        ))
+        records.append(
+            PlacementGroupRecord(
+                id_hex=ray.PlacementGroupID(pg.placement_group_id).hex(),
+                creator_job_hex=ray.JobID(pg.creator_job_id).hex(),
+                creator_actor_nil=ray.ActorID(pg.creator_actor_id).is_nil(),
+                creator_actor_dead=bool(pg.creator_actor_dead),
+                detached=bool(pg.is_detached),
+                removed=pg.state == gcs_pb2.PlacementGroupTableData.REMOVED,
+            )
+        )
     return records
 
 

@@ -137,16 +137,18 @@ def train_loop_per_worker(loop: dict) -> None:
         # Soak tests (sweep.fault_rate): every rank decides alone, so one failing rank also
         # exercises the teardown of a group whose other ranks wait in a collective.
         raise RuntimeError(f"injected worker fault (sweep.fault_rate={fault_rate})")
-    reporter = RayTrainReporter(rank=rank, primary=primary, logger=logger, extra=extra,
-                                checkpoint_base=loop.get("checkpoint_base"))
+    reporter = RayTrainReporter(
+        rank=rank, primary=primary, logger=logger, extra=extra, checkpoint_base=loop.get("checkpoint_base")
+    )
     kwargs = dict(out_dir=str(out_dir), allow_config_change=bool(loop.get("allow_config_change")))
     checkpoint = ray.train.get_checkpoint()
     if checkpoint is not None:  # a restarted worker group or a re-launched driver: continue
         with checkpoint.as_directory() as resume_dir:
             status = train(cfg, reporter, resume=resume_dir, **kwargs)
     else:
-        status = train(cfg, reporter, resume=_stored_checkpoint(loop.get("checkpoint_base")) or loop.get("resume"),
-                       **kwargs)
+        status = train(
+            cfg, reporter, resume=_stored_checkpoint(loop.get("checkpoint_base")) or loop.get("resume"), **kwargs
+        )
     if logger is not None:
         logger.set_tags({"train_status": status.get("status", "unknown")})
         if status.get("status") == "diverged":
@@ -210,7 +212,9 @@ def build_trainer(
     run_config = ray.train.RunConfig(
         name=name,
         storage_path=storage_path,
-        failure_config=ray.train.FailureConfig(max_failures=cfg.sweep.max_failures if max_failures is None else max_failures),
+        failure_config=ray.train.FailureConfig(
+            max_failures=cfg.sweep.max_failures if max_failures is None else max_failures
+        ),
         checkpoint_config=ray.train.CheckpointConfig(
             num_to_keep=cfg.train.keep_last,
             checkpoint_score_attribute=primary,
@@ -221,7 +225,9 @@ def build_trainer(
     return TorchTrainer(
         train_loop_per_worker,
         train_loop_config=loop,
-        scaling_config=ray.train.ScalingConfig(num_workers=res.workers, use_gpu=use_gpu, resources_per_worker=per_worker),
+        scaling_config=ray.train.ScalingConfig(
+            num_workers=res.workers, use_gpu=use_gpu, resources_per_worker=per_worker
+        ),
         run_config=run_config,
         torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo", timeout_s=timeout_s),
     )
@@ -230,8 +236,11 @@ def build_trainer(
 def best_checkpoint_uri(result: Any, primary: str) -> str | None:
     """Location of the best kept checkpoint of a finished Train result (by the primary metric, as
     Ray scored them); the latest one when none carries a score."""
-    scored = [(ck, m[primary]) for ck, m in (getattr(result, "best_checkpoints", None) or [])
-              if isinstance(m, dict) and isinstance(m.get(primary), (int, float))]
+    scored = [
+        (ck, m[primary])
+        for ck, m in (getattr(result, "best_checkpoints", None) or [])
+        if isinstance(m, dict) and isinstance(m.get(primary), (int, float))
+    ]
     if scored:
         pick = min if metric_registry.lower_is_better(primary) else max
         return pick(scored, key=lambda cm: float(cm[1]))[0].path
@@ -256,8 +265,14 @@ def init_ray(address: str | None = None, *, num_cpus: int | None = None, log_to_
     # address="local": always a fresh runtime of our own, never another user's cluster on this machine.
     # The dashboard (bound to 127.0.0.1) serves Ray's State API, which Ray Train's own placement-group
     # cleaner asks; sweeps do not rely on it alone (see sweep.callbacks.reap_orphaned_placement_groups).
-    ray.init(address="local", num_cpus=num_cpus, include_dashboard=True, dashboard_host="127.0.0.1",
-             object_store_memory=300 * 1024**2, log_to_driver=log_to_driver)
+    ray.init(
+        address="local",
+        num_cpus=num_cpus,
+        include_dashboard=True,
+        dashboard_host="127.0.0.1",
+        object_store_memory=300 * 1024**2,
+        log_to_driver=log_to_driver,
+    )
 
 
 def run_train_ray(
@@ -288,8 +303,15 @@ def run_train_ray(
         logger = mlt.start_train_run(cfg, uri=uri, run_key=f"ray:{storage}/{name}", run_name=name, tags=extra)
         info = {"uri": uri, "run_id": logger.run_id}
     init_ray(address)
-    trainer = build_trainer(cfg, name=name, storage_path=storage, out_dir=out_dir, tracking_info=info,
-                            resume=resume, allow_config_change=allow_config_change)
+    trainer = build_trainer(
+        cfg,
+        name=name,
+        storage_path=storage,
+        out_dir=out_dir,
+        tracking_info=info,
+        resume=resume,
+        allow_config_change=allow_config_change,
+    )
     try:
         result = trainer.fit()
     except BaseException:

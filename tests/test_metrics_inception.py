@@ -25,8 +25,15 @@ from transgan_lab.trainers.metrics.sampling import generate
 
 def _cfg(tmp_path, **eval_kw):
     ns = types.SimpleNamespace
-    ev = dict(metrics=["fid", "is", "kid"], primary="fid", n_fake=10, batch=3, seed=3, inception_weights=None,
-              cache_dir=str(tmp_path / "cache"))
+    ev = dict(
+        metrics=["fid", "is", "kid"],
+        primary="fid",
+        n_fake=10,
+        batch=3,
+        seed=3,
+        inception_weights=None,
+        cache_dir=str(tmp_path / "cache"),
+    )
     ev.update(eval_kw)
     return ns(data=ns(dataset="digits", root=None, resolution=16, channels=1, upscale="bilinear"), eval=ns(**ev))
 
@@ -132,7 +139,9 @@ def test_standard_path_end_to_end_with_random_weights(tmp_path, monkeypatch, cap
     # 10 fakes in 10 splits: one image per split, so IS is exactly 1 by definition; the logits must
     # still differ between images (IS over one split of all 10 > 1), or the check would test nothing
     assert first["is"]["value"] == pytest.approx(1.0, abs=1e-9)
-    assert inception_score(fake_logits.numpy(), splits=1)[0] > 1.0  # random weights: nearly uniform predictions, so barely above 1
+    assert (
+        inception_score(fake_logits.numpy(), splits=1)[0] > 1.0
+    )  # random weights: nearly uniform predictions, so barely above 1
     assert first["is"]["value"] == pytest.approx(inception_score(fake_logits.numpy(), splits=10)[0], rel=1e-4)
 
     with capsys.disabled():

@@ -40,7 +40,9 @@ def test_stdlib_platform_wins_with_repo_root_first_on_sys_path():
         "  'ray': ray.__version__, 'mlflow': mlflow.__version__, 'config_file': cfg.__file__}))\n"
     )
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    r = subprocess.run([sys.executable, "-c", code, str(REPO)], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    r = subprocess.run(
+        [sys.executable, "-c", code, str(REPO)], cwd=REPO, env=env, capture_output=True, text=True, timeout=300
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     out = json.loads(r.stdout.strip().splitlines()[-1])
     assert out["sys_path0"] == str(REPO)
@@ -54,8 +56,9 @@ def test_stdlib_platform_wins_with_repo_root_first_on_sys_path():
 def _copy_source(dst: Path) -> Path:
     """The checkout without venv, VCS and build leftovers: building in a copy keeps concurrent
     builds (other test sessions, `make`) from racing on the repo's build/ and *.egg-info."""
-    anywhere = shutil.ignore_patterns(".venv", ".git", "build", "dist", "*.egg-info", ".cache", "__pycache__",
-                                      ".pytest_cache")
+    anywhere = shutil.ignore_patterns(
+        ".venv", ".git", "build", "dist", "*.egg-info", ".cache", "__pycache__", ".pytest_cache"
+    )
     at_root = {"runs", "data", "mlruns", "bench"}  # run outputs and datasets (trainers/data/ is source)
 
     def ignore(folder: str, names: list[str]) -> set[str]:
@@ -71,8 +74,21 @@ def wheel(tmp_path_factory) -> Path:
     tmp = tmp_path_factory.mktemp("wheel")
     src = _copy_source(tmp / "src")
     r = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp / "dist"), str(src)],
-        capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(tmp / "dist"),
+            str(src),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert r.returncode == 0, r.stderr[-3000:]
     (built,) = (tmp / "dist").glob("transgan_lab-*.whl")
@@ -82,21 +98,36 @@ def wheel(tmp_path_factory) -> Path:
 @pytest.mark.slow
 def test_wheel_contains_the_three_folders_and_presets(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
-    for must in ("transgan_lab/__main__.py", "transgan_lab/metric_registry.py", "transgan_lab/tracking_client.py",
-                 "transgan_lab/platform/config/__init__.py", "transgan_lab/platform/cli.py",
-                 "transgan_lab/platform/sweep/spaces.py", "transgan_lab/platform/tracking/__init__.py",
-                 "transgan_lab/trainers/__init__.py", "transgan_lab/trainers/data/__init__.py",
-                 "transgan_lab/trainers/hashing.py", "transgan_lab/trainers/models/__init__.py",
-                 "transgan_lab/trainers/metrics/__init__.py", "transgan_lab/analysis/tables/__init__.py"):
+    for must in (
+        "transgan_lab/__main__.py",
+        "transgan_lab/metric_registry.py",
+        "transgan_lab/tracking_client.py",
+        "transgan_lab/platform/config/__init__.py",
+        "transgan_lab/platform/cli.py",
+        "transgan_lab/platform/sweep/spaces.py",
+        "transgan_lab/platform/tracking/__init__.py",
+        "transgan_lab/trainers/__init__.py",
+        "transgan_lab/trainers/data/__init__.py",
+        "transgan_lab/trainers/hashing.py",
+        "transgan_lab/trainers/models/__init__.py",
+        "transgan_lab/trainers/metrics/__init__.py",
+        "transgan_lab/analysis/tables/__init__.py",
+    ):
         assert must in names, must
     # Every source file of the mapped folders is in the wheel: no package was left off pyproject's list.
-    mapped = {"platform": "transgan_lab/platform", "trainers": "transgan_lab/trainers",
-              "analysis": "transgan_lab/analysis", "src/transgan_lab": "transgan_lab"}
+    mapped = {
+        "platform": "transgan_lab/platform",
+        "trainers": "transgan_lab/trainers",
+        "analysis": "transgan_lab/analysis",
+        "src/transgan_lab": "transgan_lab",
+    }
     for folder, pkg in mapped.items():
         for f in (REPO / folder).rglob("*.py"):
             assert f"{pkg}/{f.relative_to(REPO / folder).as_posix()}" in names, f
     presets = {Path(n).name for n in names if n.startswith("transgan_lab/presets/") and n.endswith(".yaml")}
-    assert presets == {p.name for p in (REPO / "experiments" / "configs").glob("*.yaml")} and "digits-tiny.yaml" in presets
+    assert (
+        presets == {p.name for p in (REPO / "experiments" / "configs").glob("*.yaml")} and "digits-tiny.yaml" in presets
+    )
     # Namespace portions, as in the checkout: the import root and platform/ have no __init__.py.
     assert "transgan_lab/__init__.py" not in names and "transgan_lab/platform/__init__.py" not in names
     assert not any(n.startswith("platform/") for n in names)
@@ -115,8 +146,23 @@ def test_wheel_install_runs_the_cli_away_from_the_checkout(wheel, tmp_path, caps
 
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
-    r = subprocess.run([sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python"), "install", "-q",
-                        "--no-deps", "--no-index", str(wheel)], capture_output=True, text=True, timeout=300)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "--python",
+            str(venv / "bin" / "python"),
+            "install",
+            "-q",
+            "--no-deps",
+            "--no-index",
+            str(wheel),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     # The dependencies come from this test's environment; a .pth line only adds the folder (the
     # .pth files inside it, the checkout's editable-install hook among them, are not run).
@@ -127,18 +173,29 @@ def test_wheel_install_runs_the_cli_away_from_the_checkout(wheel, tmp_path, caps
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
 
     def run(*argv: str) -> str:
-        p = subprocess.run([str(venv / "bin" / "transgan-lab"), *argv], cwd=cwd, env=env, capture_output=True,
-                           text=True, timeout=300)
+        p = subprocess.run(
+            [str(venv / "bin" / "transgan-lab"), *argv], cwd=cwd, env=env, capture_output=True, text=True, timeout=300
+        )
         assert p.returncode == 0, (argv, p.stderr[-3000:])
         return p.stdout
 
     probe = subprocess.run(
-        [str(venv / "bin" / "python"), "-c",
-         "import json, transgan_lab, transgan_lab.platform.cli as c, transgan_lab.platform.sweep.spaces as s\n"
-         "print(json.dumps([*transgan_lab.__path__, c.__file__, s.__file__]))"],
-        cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
+        [
+            str(venv / "bin" / "python"),
+            "-c",
+            "import json, transgan_lab, transgan_lab.platform.cli as c, transgan_lab.platform.sweep.spaces as s\n"
+            "print(json.dumps([*transgan_lab.__path__, c.__file__, s.__file__]))",
+        ],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert probe.returncode == 0, probe.stderr[-3000:]
-    assert all(Path(p).is_relative_to(site) for p in json.loads(probe.stdout)), probe.stdout  # nothing from the checkout
+    assert all(Path(p).is_relative_to(site) for p in json.loads(probe.stdout)), (
+        probe.stdout
+    )  # nothing from the checkout
 
     def in_checkout(*argv: str) -> str:
         assert main(list(argv)) == 0

@@ -31,8 +31,14 @@ def test_the_private_names_the_adapter_uses_still_exist():
     assert callable(services.find_bootstrap_address)
     assert callable(state._connect_and_get_accessor)
     fields = set(gcs_pb2.PlacementGroupTableData.DESCRIPTOR.fields_by_name)
-    assert {"placement_group_id", "creator_job_id", "creator_actor_id", "creator_actor_dead", "is_detached",
-            "state"} <= fields, fields
+    assert {
+        "placement_group_id",
+        "creator_job_id",
+        "creator_actor_id",
+        "creator_actor_dead",
+        "is_detached",
+        "state",
+    } <= fields, fields
     assert gcs_pb2.PlacementGroupTableData.REMOVED
 
 
@@ -40,9 +46,17 @@ def test_no_other_module_uses_ray_internals():
     """`ray._private`, generated protobufs and the ResultGrid's private analysis appear nowhere else."""
     pattern = re.compile(r"ray\._private|ray\.core\.generated|_experiment_analysis")
     adapter = REPO / "platform" / "ray_internals.py"
-    files = [p for folder in ("src", "platform", "trainers", "analysis", "experiments", "bench")
-             for p in (REPO / folder).rglob("*.py")]
-    hits = [f"{p.relative_to(REPO)}:{i}" for p in files if p != adapter
-            for i, line in enumerate(p.read_text().splitlines(), 1) if pattern.search(line)]
+    files = [
+        p
+        for folder in ("src", "platform", "trainers", "analysis", "experiments", "bench")
+        for p in (REPO / folder).rglob("*.py")
+    ]
+    hits = [
+        f"{p.relative_to(REPO)}:{i}"
+        for p in files
+        if p != adapter
+        for i, line in enumerate(p.read_text().splitlines(), 1)
+        if pattern.search(line)
+    ]
     assert not hits, hits
     assert pattern.search(adapter.read_text())

@@ -142,7 +142,9 @@ def verify_checkpoint(path: str | Path) -> dict[str, Any]:
     return manifest
 
 
-def load_checkpoint(path: str | Path, *, names: list[str] | None = None, map_location: Any = "cpu") -> tuple[dict, dict]:
+def load_checkpoint(
+    path: str | Path, *, names: list[str] | None = None, map_location: Any = "cpu"
+) -> tuple[dict, dict]:
     """Verify and load a checkpoint: (manifest, {name: object}). Never unpickles code."""
     path = Path(path)
     manifest = verify_checkpoint(path)

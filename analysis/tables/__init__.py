@@ -24,8 +24,21 @@ from transgan_lab.analysis.tables.sweep import searched_params, sweep_frames, sw
 STUDIES = PAPER_STUDIES + ("sweep",)
 
 __all__ = [
-    "FORMATS", "STUDIES", "Cell", "Column", "Section", "Table", "build", "pareto_mask", "render", "render_html",
-    "searched_params", "study_tables", "sweep_frames", "sweep_objectives", "sweep_table",
+    "FORMATS",
+    "STUDIES",
+    "Cell",
+    "Column",
+    "Section",
+    "Table",
+    "build",
+    "pareto_mask",
+    "render",
+    "render_html",
+    "searched_params",
+    "study_tables",
+    "sweep_frames",
+    "sweep_objectives",
+    "sweep_table",
 ]
 
 

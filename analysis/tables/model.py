@@ -67,7 +67,9 @@ def mark_best(table: Table) -> None:
     for col in table.columns:
         if col.kind != "metric":
             continue
-        cells = [r[col.key] for s in table.sections if s.ranked for r in s.rows if col.key in r and present(r[col.key].value)]
+        cells = [
+            r[col.key] for s in table.sections if s.ranked for r in s.rows if col.key in r and present(r[col.key].value)
+        ]
         if len(cells) < 2:
             continue
         pick = min if col.direction == "min" else max
@@ -108,19 +110,23 @@ def first(group: pd.DataFrame, col: str) -> Any:
     return vals.iloc[0] if len(vals) else None
 
 
-
 def metric_column(m: str, pick: str) -> Column:
     label = metric_registry.label(m) + (" (best)" if pick == "best" else "")
     return Column(key=m, label=label, kind="metric", digits=2, direction=metric_registry.mode(m))
 
 
 def value_note(pick: str) -> str:
-    return (f"values: mean ± std over seeds (sample std); n = runs; per-run value = {PICK_LABELS[pick]}"
-            + ("; NOT the final model" if pick == "best" else ""))
+    return f"values: mean ± std over seeds (sample std); n = runs; per-run value = {PICK_LABELS[pick]}" + (
+        "; NOT the final model" if pick == "best" else ""
+    )
 
 
 def protocol_notes(protocols: dict[str, str | None]) -> list[str]:
-    return [f"{metric_registry.label(m)} protocol {protocol_id(p)}: {p if p else 'not recorded'}" for m, p in protocols.items()]
+    return [
+        f"{metric_registry.label(m)} protocol {protocol_id(p)}: {p if p else 'not recorded'}"
+        for m, p in protocols.items()
+    ]
+
 
 def json_list(text: Any) -> list[str]:
     """A JSON list (or one JSON value, or comma-separated text) as strings."""

@@ -48,9 +48,18 @@ def render_terminal(table: Table) -> str:
     headers = [c.label for c in table.columns]
     align = ["left" if c.kind == "text" else "right" for c in table.columns]
     for s in table.sections:
-        body = [[_plain(r.get(c.key, Cell()), c) + (TERMINAL_BEST if r.get(c.key, Cell()).bold else "") for c in table.columns]
-                for r in s.rows]
-        out += ["", f"{s.label}:", tabulate(body, headers=headers, tablefmt="simple", colalign=align, disable_numparse=True)]
+        body = [
+            [
+                _plain(r.get(c.key, Cell()), c) + (TERMINAL_BEST if r.get(c.key, Cell()).bold else "")
+                for c in table.columns
+            ]
+            for r in s.rows
+        ]
+        out += [
+            "",
+            f"{s.label}:",
+            tabulate(body, headers=headers, tablefmt="simple", colalign=align, disable_numparse=True),
+        ]
     notes = [n.replace("bold =", f"{TERMINAL_BEST} =") for n in table.notes]
     out += [""] + [f"  {n}" for n in notes]
     return "\n".join(out) + "\n"
@@ -78,9 +87,23 @@ def render_markdown(table: Table) -> str:
     return "\n".join(out) + "\n"
 
 
-_LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
-                  "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
-                  "±": r"$\pm$", "—": "--", "†": r"$^\dagger$", "×": r"$\times$", "≈": r"$\approx$"}
+_LATEX_SPECIAL = {
+    "\\": r"\textbackslash{}",
+    "&": r"\&",
+    "%": r"\%",
+    "$": r"\$",
+    "#": r"\#",
+    "_": r"\_",
+    "{": r"\{",
+    "}": r"\}",
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
+    "±": r"$\pm$",
+    "—": "--",
+    "†": r"$^\dagger$",
+    "×": r"$\times$",
+    "≈": r"$\approx$",
+}
 
 
 def _tex(s: str) -> str:
@@ -90,9 +113,15 @@ def _tex(s: str) -> str:
 def render_latex(table: Table) -> str:
     spec = "".join("l" if c.kind == "text" else "r" for c in table.columns)
     ncol = len(table.columns)
-    out = [r"\begin{table}[t]", r"\centering", rf"\caption{{{_tex(table.title)}}}", rf"\label{{tab:{_tex(table.key)}}}",
-           rf"\begin{{tabular}}{{{spec}}}", r"\toprule",
-           " & ".join(_tex(c.label) for c in table.columns) + r" \\"]
+    out = [
+        r"\begin{table}[t]",
+        r"\centering",
+        rf"\caption{{{_tex(table.title)}}}",
+        rf"\label{{tab:{_tex(table.key)}}}",
+        rf"\begin{{tabular}}{{{spec}}}",
+        r"\toprule",
+        " & ".join(_tex(c.label) for c in table.columns) + r" \\",
+    ]
     for s in table.sections:
         out += [r"\midrule", rf"\multicolumn{{{ncol}}}{{l}}{{\textit{{{_tex(s.label)}}}}} \\"]
         for r in s.rows:
@@ -114,8 +143,11 @@ def render_latex(table: Table) -> str:
 def render_html(table: Table) -> str:
     e = html.escape
     ncol = len(table.columns)
-    out = [f'<table class="tgl-table" id="{e(table.key)}">', f"<caption>{e(table.title)}</caption>",
-           "<thead><tr>" + "".join(f'<th class="{c.kind}">{e(c.label)}</th>' for c in table.columns) + "</tr></thead>"]
+    out = [
+        f'<table class="tgl-table" id="{e(table.key)}">',
+        f"<caption>{e(table.title)}</caption>",
+        "<thead><tr>" + "".join(f'<th class="{c.kind}">{e(c.label)}</th>' for c in table.columns) + "</tr></thead>",
+    ]
     for s in table.sections:
         cls = "ranked" if s.ranked else "reference"
         out.append(f'<tbody class="{cls}"><tr class="section"><th colspan="{ncol}">{e(s.label)}</th></tr>')
@@ -145,7 +177,14 @@ def csv_rows(table: Table) -> tuple[list[str], list[list[str]]]:
     header = ["table", "section"]
     for c in table.columns:
         if c.kind == "metric":
-            header += [f"{c.key}_mean", f"{c.key}_std", f"{c.key}_n", f"{c.key}_best", f"{c.key}_verified", f"{c.key}_protocol"]
+            header += [
+                f"{c.key}_mean",
+                f"{c.key}_std",
+                f"{c.key}_n",
+                f"{c.key}_best",
+                f"{c.key}_verified",
+                f"{c.key}_protocol",
+            ]
         else:
             header.append(c.key)
     rows = []
@@ -156,8 +195,14 @@ def csv_rows(table: Table) -> tuple[list[str], list[list[str]]]:
                 cell = r.get(c.key, Cell())
                 if c.kind == "metric":
                     verified = "" if s.ranked or cell.value is None else ("no" if cell.unverified else "yes")
-                    line += [_raw(cell.value), _raw(cell.std), "" if cell.n is None else str(cell.n),
-                             "1" if cell.bold else "0", verified, cell.protocol or ""]
+                    line += [
+                        _raw(cell.value),
+                        _raw(cell.std),
+                        "" if cell.n is None else str(cell.n),
+                        "1" if cell.bold else "0",
+                        verified,
+                        cell.protocol or "",
+                    ]
                 elif c.kind == "number":
                     line.append(_raw(cell.value))
                 else:

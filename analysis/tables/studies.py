@@ -34,8 +34,15 @@ from transgan_lab.analysis.tables.model import (
 )
 
 PAPER_STUDIES = ("table1", "table2", "table3", "table4", "sota", "celeba")
-DATASET_LABELS = {"cifar10": "CIFAR-10", "stl10": "STL-10", "celeba": "CelebA", "digits": "digits", "folder": "image folder",
-                  "celeba_hq": "CelebA-HQ", "lsun_church": "LSUN Church"}
+DATASET_LABELS = {
+    "cifar10": "CIFAR-10",
+    "stl10": "STL-10",
+    "celeba": "CelebA",
+    "digits": "digits",
+    "folder": "image folder",
+    "celeba_hq": "CelebA-HQ",
+    "lsun_church": "LSUN Church",
+}
 STUDY_TITLES = {
     "table1": "Table 1: generator / discriminator combinations",
     "table2": "Table 2: data augmentation",
@@ -47,20 +54,28 @@ STUDY_TITLES = {
 
 # Study-specific descriptive columns: (key, label, kind, param column, formatter).
 _STUDY_COLUMNS: dict[str, list[tuple[str, str, str, str, Callable[[Any], Any]]]] = {
-    "table1": [("g_arch", "G", "text", "param.model.g.arch", param_text),
-               ("d_arch", "D", "text", "param.model.d.arch", param_text)],
+    "table1": [
+        ("g_arch", "G", "text", "param.model.g.arch", param_text),
+        ("d_arch", "D", "text", "param.model.d.arch", param_text),
+    ],
     "table2": [("augment", "Augmentation", "text", "param.augment.policy", param_text)],
-    "table3": [("mtct", "MT-CT", "text", "param.model.mtct.enabled", param_text),
-               ("locality", "Locality init", "text", "param.model.g.locality.enabled", param_text)],
-    "table4": [("embed_dim", "Embed dim", "text", "param.model.g.embed_dim", param_text),
-               ("depths", "Depths", "text", "param.model.g.depths", depths_text)],
+    "table3": [
+        ("mtct", "MT-CT", "text", "param.model.mtct.enabled", param_text),
+        ("locality", "Locality init", "text", "param.model.g.locality.enabled", param_text),
+    ],
+    "table4": [
+        ("embed_dim", "Embed dim", "text", "param.model.g.embed_dim", param_text),
+        ("depths", "Depths", "text", "param.model.g.depths", depths_text),
+    ],
     "sota": [("resolution", "Res.", "text", "param.data.resolution", param_text)],
     "celeba": [("resolution", "Res.", "text", "param.data.resolution", param_text)],
 }
 # Table 4's cost columns: (key, label, source column, scale, digits).
-_COST_COLUMNS = [("g_params_m", "G params (M)", "final.g_params", 1e-6, 2),
-                 ("g_gflops", "G GFLOPs", "final.g_flops", 1e-9, 3),
-                 ("img_per_s", "img/s", "median.img_per_s", 1.0, 1)]
+_COST_COLUMNS = [
+    ("g_params_m", "G params (M)", "final.g_params", 1e-6, 2),
+    ("g_gflops", "G GFLOPs", "final.g_flops", 1e-9, 3),
+    ("img_per_s", "img/s", "median.img_per_s", 1.0, 1),
+]
 
 
 def _study_runs(df: pd.DataFrame, study: str) -> pd.DataFrame:
@@ -130,15 +145,24 @@ def study_tables(
                     row[k] = Cell(value=float(v) * scale if present(v) else None)
             for m in metrics:
                 mean, std, n = a[f"{m}.mean"], a[f"{m}.std"], int(a[f"{m}.n"])
-                row[m] = Cell(value=mean if present(mean) else None, std=std if present(std) else None, n=n,
-                              n_row=int(a["n"]), protocol=protocol_id(protocols_used.get(m)))
+                row[m] = Cell(
+                    value=mean if present(mean) else None,
+                    std=std if present(std) else None,
+                    n=n,
+                    n_row=int(a["n"]),
+                    protocol=protocol_id(protocols_used.get(m)),
+                )
             ours.append(row)
         sections = [Section("Our runs", ours, ranked=True)]
         notes = [value_note(pick), BEST_NOTE] + protocol_notes(protocols_used)
 
         resolutions = finished["param.data.resolution"].dropna().unique() if "param.data.resolution" in finished else []
         same_res = int(resolutions[0]) if len(resolutions) == 1 else None  # published rows at our resolution only
-        pub = baselines.published_for(study=study, dataset=str(dataset), resolution=same_res) if published else pd.DataFrame()
+        pub = (
+            baselines.published_for(study=study, dataset=str(dataset), resolution=same_res)
+            if published
+            else pd.DataFrame()
+        )
         shown = [m for m in baselines.METRICS if m in metrics]  # the metrics published numbers exist for
         if len(pub) and shown:
             pub_rows = []
@@ -154,8 +178,12 @@ def study_tables(
                     row["img_per_s"] = Cell()
                 for m in metrics:
                     if m in baselines.METRICS and present(p[m]):
-                        row[m] = Cell(value=float(p[m]), std=float(p[f"{m}_std"]) if m == "is" and present(p["is_std"]) else None,
-                                      unverified=not bool(p[f"{m}_verified"]), protocol=str(p["protocol"]))
+                        row[m] = Cell(
+                            value=float(p[m]),
+                            std=float(p[f"{m}_std"]) if m == "is" and present(p["is_std"]) else None,
+                            unverified=not bool(p[f"{m}_verified"]),
+                            protocol=str(p["protocol"]),
+                        )
                     else:
                         row[m] = Cell()
                 pub_rows.append(row)
@@ -166,11 +194,18 @@ def study_tables(
                     notes.append(baselines.UNVERIFIED_NOTE)
         res = first(finished, "param.data.resolution")
         where = DATASET_LABELS.get(str(dataset), str(dataset)) + (f", {res}×{res}" if present(res) else "")
-        table = Table(key=f"{study}-{dataset}", title=f"{STUDY_TITLES[study]} ({where})", columns=cols,
-                      sections=sections, notes=notes)
+        table = Table(
+            key=f"{study}-{dataset}",
+            title=f"{STUDY_TITLES[study]} ({where})",
+            columns=cols,
+            sections=sections,
+            notes=notes,
+        )
         mark_best(table)
         tables.append(table)
     if not tables:
-        raise AnalysisError(f"the {study} runs have no FINISHED run yet (statuses: "
-                            f"{', '.join(sorted(runs['status'].dropna().unique()))}); wait for them to finish")
+        raise AnalysisError(
+            f"the {study} runs have no FINISHED run yet (statuses: "
+            f"{', '.join(sorted(runs['status'].dropna().unique()))}); wait for them to finish"
+        )
     return tables

@@ -68,9 +68,9 @@ def searched_params(trials: pd.DataFrame, parent: pd.DataFrame | None = None) ->
             return sorted(dict.fromkeys(keys))
     out = []
     for c in trials.columns:
-        if c.startswith("param.") and not c[len("param."):].startswith(BOOKKEEPING_PREFIXES):
+        if c.startswith("param.") and not c[len("param.") :].startswith(BOOKKEEPING_PREFIXES):
             if trials[c].astype("string").fillna("—").nunique() > 1:
-                out.append(c[len("param."):])
+                out.append(c[len("param.") :])
     return out
 
 
@@ -90,7 +90,9 @@ def sweep_objectives(trials: pd.DataFrame, parent: pd.DataFrame | None = None) -
             return [str(primary.iloc[0])] + [e for e in extra if e != str(primary.iloc[0])]
     metrics = eval_metrics_in(trials)
     if not metrics:
-        raise AnalysisError("the sweep's trials record no evaluation metric and no eval.primary param; nothing to rank by")
+        raise AnalysisError(
+            "the sweep's trials record no evaluation metric and no eval.primary param; nothing to rank by"
+        )
     return [metrics[-1]]
 
 
@@ -101,8 +103,10 @@ def sweep_frames(df: pd.DataFrame, sweep_id: str) -> tuple[pd.DataFrame, pd.Data
     trials = in_sweep[in_sweep["kind"] == "trial"].reset_index(drop=True)
     if trials.empty:
         known = sorted(str(s) for s in df["sweep_id"].dropna().unique())
-        raise AnalysisError(f"sweep {sweep_id!r} has no trial runs here (sweeps found: {', '.join(known) or 'none'}); "
-                            "check the id (`transgan-lab table sweep --sweep ID`) or the --tracking-uri")
+        raise AnalysisError(
+            f"sweep {sweep_id!r} has no trial runs here (sweeps found: {', '.join(known) or 'none'}); "
+            "check the id (`transgan-lab table sweep --sweep ID`) or the --tracking-uri"
+        )
     return parent, trials
 
 
@@ -134,7 +138,9 @@ def sweep_table(
     multi = len(objectives) > 1
     obj_cols = {o: (value_column(o, pick) if o in metrics else f"final.{o}") for o in objectives}
     if multi and all(c in ranked for c in obj_cols.values()):
-        pareto = pareto_mask(ranked[list(obj_cols.values())].astype(float), [metric_registry.mode(o) for o in objectives])
+        pareto = pareto_mask(
+            ranked[list(obj_cols.values())].astype(float), [metric_registry.mode(o) for o in objectives]
+        )
     else:
         pareto = None
     shown = ranked.head(top)
@@ -154,18 +160,30 @@ def sweep_table(
         cols.append(Column(_obj_key(o), label, "number", digits=3))
     if pareto is not None:
         cols.append(Column("pareto", "Pareto"))
-    keep = ["run_name", "last_kimg"] + [f"param.{k}" for k in searched] + [value_column(m, pick) for m in metrics] + [f"final.{o}" for o in objectives]
+    keep = (
+        ["run_name", "last_kimg"]
+        + [f"param.{k}" for k in searched]
+        + [value_column(m, pick) for m in metrics]
+        + [f"final.{o}" for o in objectives]
+    )
     shown = shown[[c for c in dict.fromkeys(keep) if c in shown.columns]]
     rows = []
     for i, r in shown.iterrows():
-        row = {"rank": Cell(text=str(i + 1)), "trial": Cell(text=str(r["run_name"])),
-               "kimg": Cell(value=float(r["last_kimg"]) if present(r["last_kimg"]) else None)}
+        row = {
+            "rank": Cell(text=str(i + 1)),
+            "trial": Cell(text=str(r["run_name"])),
+            "kimg": Cell(value=float(r["last_kimg"]) if present(r["last_kimg"]) else None),
+        }
         for k in searched:
             row[f"param:{k}"] = Cell(text=param_text(r.get(f"param.{k}")))
         for m in metrics:
             v = r.get(value_column(m, pick))
-            row[m] = Cell(value=float(v) if present(v) else None, n=1 if present(v) else 0, n_row=1,
-                          protocol=protocol_id(protocols_used.get(m)))
+            row[m] = Cell(
+                value=float(v) if present(v) else None,
+                n=1 if present(v) else 0,
+                n_row=1,
+                protocol=protocol_id(protocols_used.get(m)),
+            )
         for o in extra_obj:
             v = r.get(f"final.{o}")
             scale = 1e-6 if o in in_millions else 1.0
@@ -182,10 +200,18 @@ def sweep_table(
         BEST_NOTE.replace("; published rows are not ranked", ""),
     ]
     if multi:
-        notes.append("objectives: " + ", ".join(f"{o} ({metric_registry.mode(o)})" for o in objectives)
-                     + "; Pareto = not dominated by another scored trial")
+        notes.append(
+            "objectives: "
+            + ", ".join(f"{o} ({metric_registry.mode(o)})" for o in objectives)
+            + "; Pareto = not dominated by another scored trial"
+        )
     notes += protocol_notes(protocols_used)
-    table = Table(key=f"sweep-{sweep_id}", title=f"Sweep {sweep_id}: top {len(shown)} trials", columns=cols,
-                  sections=[Section("Trials", rows, ranked=True)], notes=notes)
+    table = Table(
+        key=f"sweep-{sweep_id}",
+        title=f"Sweep {sweep_id}: top {len(shown)} trials",
+        columns=cols,
+        sections=[Section("Trials", rows, ranked=True)],
+        notes=notes,
+    )
     mark_best(table)
     return table

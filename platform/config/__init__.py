@@ -1,8 +1,8 @@
 """The one typed experiment config: ``load_config(preset_or_path, overrides) -> ExperimentConfig``.
 
-    schema.py   the sections and their fields, cross-field checks, ``ConfigError``
-    load.py     presets and YAML files, ``base`` chains, ``--set`` overrides, hashes, YAML out
-    dotted.py   the one setter of dotted keys (overrides and sampled search-space parameters)
+schema.py   the sections and their fields, cross-field checks, ``ConfigError``
+load.py     presets and YAML files, ``base`` chains, ``--set`` overrides, hashes, YAML out
+dotted.py   the one setter of dotted keys (overrides and sampled search-space parameters)
 """
 
 from transgan_lab.platform.config.load import (

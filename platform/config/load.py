@@ -42,7 +42,9 @@ def _read_yaml(path: Path) -> dict:
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise ConfigError(f"{path} must hold a mapping of config sections (data:, model:, ...), not {type(data).__name__}")
+        raise ConfigError(
+            f"{path} must hold a mapping of config sections (data:, model:, ...), not {type(data).__name__}"
+        )
     return data
 
 
@@ -62,7 +64,9 @@ def load_raw(preset_or_path: str, _seen: tuple = ()) -> dict:
     if preset_or_path.endswith((".yaml", ".yml")) or p.exists():
         path = p
         if not path.exists():
-            raise ConfigError(f"config file {p} does not exist; give a preset name ({', '.join(preset_names())}) or a YAML path")
+            raise ConfigError(
+                f"config file {p} does not exist; give a preset name ({', '.join(preset_names())}) or a YAML path"
+            )
     else:
         path = _presets_dir() / f"{preset_or_path}.yaml"
         if not path.exists():
@@ -121,7 +125,9 @@ def apply_overrides(raw: dict, overrides: list[str] | None) -> dict:
             fields = model.model_fields
             if part not in fields:
                 where = ".".join(path[:i]) or "the top level"
-                raise ConfigError(f"--set {key}: unknown key {part!r} in {where}; known keys: {', '.join(sorted(fields))}")
+                raise ConfigError(
+                    f"--set {key}: unknown key {part!r} in {where}; known keys: {', '.join(sorted(fields))}"
+                )
             ann = fields[part].annotation
             model = ann if isinstance(ann, type) and issubclass(ann, BaseModel) else None
         if isinstance(value, (bool, int, float)) and _is_text_field(ann):
@@ -139,7 +145,9 @@ def _format_validation_error(e: ValidationError) -> str:
         loc = ".".join(str(x) for x in err["loc"] if not str(x).startswith("function-after"))
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
-            msg = f"unknown key {loc.split('.')[-1]!r}: remove it or check the spelling (see `transgan-lab config show`)"
+            msg = (
+                f"unknown key {loc.split('.')[-1]!r}: remove it or check the spelling (see `transgan-lab config show`)"
+            )
         elif err["type"] == "literal_error":
             msg = f"{msg} (got {err.get('input')!r})"
         elif err["type"] in ("int_parsing", "float_parsing", "int_from_float", "bool_parsing"):

@@ -193,7 +193,9 @@ class EvalConfig(_Section):
         if bad:
             raise ValueError(f"eval.metrics: unknown metric(s) {bad}; choose from {sorted(known)}")
         if self.primary not in self.metrics:
-            raise ValueError(f"eval.primary={self.primary!r} is not in eval.metrics {self.metrics}; add it or pick one of them")
+            raise ValueError(
+                f"eval.primary={self.primary!r} is not in eval.metrics {self.metrics}; add it or pick one of them"
+            )
         return self
 
 

@@ -42,16 +42,20 @@ class Progress(Callback):
         evals = result.get("evals", 0)
         if evals and evals != self.evals.get(trial.trial_id):
             self.evals[trial.trial_id] = evals
-            self._p(f"{trial_label(trial.config, trial.trial_id)} {result.get('kimg', 0):6.2f} kimg  "
-                    f"{self.primary} {result.get(self.primary, float('nan')):9.3f}"
-                    f"  {result.get('img_per_s', float('nan')):7.1f} img/s")
+            self._p(
+                f"{trial_label(trial.config, trial.trial_id)} {result.get('kimg', 0):6.2f} kimg  "
+                f"{self.primary} {result.get(self.primary, float('nan')):9.3f}"
+                f"  {result.get('img_per_s', float('nan')):7.1f} img/s"
+            )
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         self._p(f"{trial_label(trial.config, trial.trial_id)} ended ({self._done(trials) + 1}/{self.total} done)")
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        self._p(f"{trial_label(trial.config, trial.trial_id)} FAILED ({self._done(trials) + 1}/{self.total} done): "
-                f"see {trial.local_path}")
+        self._p(
+            f"{trial_label(trial.config, trial.trial_id)} FAILED ({self._done(trials) + 1}/{self.total} done): "
+            f"see {trial.local_path}"
+        )
 
 
 def reap_orphaned_placement_groups() -> list[str]:

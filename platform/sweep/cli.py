@@ -20,10 +20,14 @@ def cmd_sweep(args) -> int:
         paper = check_space(cfg.model_dump(mode="json"), space, seed=cfg.sweep.seed)
         res = cfg.resources
         print(to_yaml(cfg), end="")
-        print(f"# sweep {name}: {samples} trials of space {space!r}; first point (the preset): "
-              f"{json.dumps(paper, sort_keys=True)}")
-        print(f"# each trial: {res.workers} worker(s) x (CPU {res.cpus_per_worker}, GPU {res.gpus_per_worker}) "
-              f"+ {DRIVER_CPU} CPU driver; max concurrent: {cfg.sweep.max_concurrent or 'from the cluster'}")
+        print(
+            f"# sweep {name}: {samples} trials of space {space!r}; first point (the preset): "
+            f"{json.dumps(paper, sort_keys=True)}"
+        )
+        print(
+            f"# each trial: {res.workers} worker(s) x (CPU {res.cpus_per_worker}, GPU {res.gpus_per_worker}) "
+            f"+ {DRIVER_CPU} CPU driver; max concurrent: {cfg.sweep.max_concurrent or 'from the cluster'}"
+        )
         print(f"# storage: {storage_path_for(cfg, args.out)}/{name}")
         return 0
     result = run_sweep(cfg, out_root=args.out, name=name, space=space, num_samples=samples, address=args.address)

@@ -69,20 +69,38 @@ def trial_driver(params: dict, ctx: dict) -> None:
     if ctx.get("tracking"):
         t = ctx["tracking"]
         client_uri = t["uri"]
-        tags = tracking.base_tags(cfg, kind="trial", extra={
-            "sweep_id": ctx["sweep"], "trial_id": trial_id, "trial": label, "git_commit": t.get("git_commit"),
-            "gpu": tracking.gpu_name(), "study": ctx.get("study"), "variant": ctx.get("variant"),
-            "storage_path": ctx["train_storage"], "sampled": json.dumps(params, sort_keys=True, default=str),
-        })
+        tags = tracking.base_tags(
+            cfg,
+            kind="trial",
+            extra={
+                "sweep_id": ctx["sweep"],
+                "trial_id": trial_id,
+                "trial": label,
+                "git_commit": t.get("git_commit"),
+                "gpu": tracking.gpu_name(),
+                "study": ctx.get("study"),
+                "variant": ctx.get("variant"),
+                "storage_path": ctx["train_storage"],
+                "sampled": json.dumps(params, sort_keys=True, default=str),
+            },
+        )
         run_id, _ = tracking.get_or_create_run(
-            client_uri, t["experiment_id"],
+            client_uri,
+            t["experiment_id"],
             key={tracking.TAG + "sweep_id": ctx["sweep"], tracking.TAG + "trial_id": trial_id},
-            run_name=label, tags=tags, parent_run_id=t["parent_run_id"],
+            run_name=label,
+            tags=tags,
+            parent_run_id=t["parent_run_id"],
         )
         info = {"uri": client_uri, "run_id": run_id}
     trainer = build_trainer(
-        cfg, name=label, storage_path=ctx["train_storage"], out_dir=str(Path(ctx["out_dir"]) / label),
-        tracking_info=info, objectives=ctx.get("objectives", ()), callbacks=[TuneReportCallback()],
+        cfg,
+        name=label,
+        storage_path=ctx["train_storage"],
+        out_dir=str(Path(ctx["out_dir"]) / label),
+        tracking_info=info,
+        objectives=ctx.get("objectives", ()),
+        callbacks=[TuneReportCallback()],
         fault_rate=cfg.sweep.fault_rate,
     )
     try:
@@ -129,8 +147,10 @@ def run_sweep(
     primary = cfg.eval.primary
     bad = [o for o in cfg.sweep.objectives if o not in OBJECTIVES or o == primary]
     if bad:
-        raise ConfigError(f"sweep.objectives {bad}: each extra objective must be one of {list(OBJECTIVES)} "
-                          f"and differ from eval.primary={primary!r}")
+        raise ConfigError(
+            f"sweep.objectives {bad}: each extra objective must be one of {list(OBJECTIVES)} "
+            f"and differ from eval.primary={primary!r}"
+        )
     objectives = [primary] + list(cfg.sweep.objectives)
     base = cfg.model_dump(mode="json")
     paper = check_space(base, space, seed=cfg.sweep.seed)
@@ -144,13 +164,23 @@ def run_sweep(
         uri = tracking.resolve_tracking_uri(out_root=out_root, cfg_uri=cfg.tracking.uri, override=tracking_uri)
         tracking.check_reachable(uri)  # before any Ray work; also creates a SQLite schema once
         experiment_id = tracking.ensure_experiment(uri, cfg.tracking.experiment)
-        parent_tags = tracking.base_tags(cfg, kind="sweep", extra={
-            "space": space, "num_samples": num_samples, "sweep_seed": cfg.sweep.seed,
-            "objectives": ",".join(objectives), "storage_path": f"{storage}/{name}", "git_commit": commit,
-            "gpu": tracking.gpu_name(), **tags,
-        })
-        parent_run_id, _ = tracking.get_or_create_run(uri, experiment_id, key={tracking.TAG + "sweep_id": name},
-                                                      run_name=name, tags=parent_tags)
+        parent_tags = tracking.base_tags(
+            cfg,
+            kind="sweep",
+            extra={
+                "space": space,
+                "num_samples": num_samples,
+                "sweep_seed": cfg.sweep.seed,
+                "objectives": ",".join(objectives),
+                "storage_path": f"{storage}/{name}",
+                "git_commit": commit,
+                "gpu": tracking.gpu_name(),
+                **tags,
+            },
+        )
+        parent_run_id, _ = tracking.get_or_create_run(
+            uri, experiment_id, key={tracking.TAG + "sweep_id": name}, run_name=name, tags=parent_tags
+        )
         parent = tracking.RunLogger(uri=uri, run_id=parent_run_id)
         parent.log_config(cfg)
         parent.client.log_dict(parent_run_id, paper, "paper_point.json")
@@ -158,10 +188,16 @@ def run_sweep(
     init_ray(address, num_cpus=num_cpus)
     k = concurrency(cfg, ray.cluster_resources(), num_samples)
     ctx = {
-        "base": base, "sweep": name, "out_dir": out_dir, "train_storage": f"{storage}/{name}-trials",
-        "objectives": list(cfg.sweep.objectives), "study": tags.get("study"), "variant": tags.get("variant"),
-        "tracking": {"uri": uri, "experiment_id": experiment_id, "parent_run_id": parent_run_id,
-                     "git_commit": commit} if track else None,
+        "base": base,
+        "sweep": name,
+        "out_dir": out_dir,
+        "train_storage": f"{storage}/{name}-trials",
+        "objectives": list(cfg.sweep.objectives),
+        "study": tags.get("study"),
+        "variant": tags.get("variant"),
+        "tracking": {"uri": uri, "experiment_id": experiment_id, "parent_run_id": parent_run_id, "git_commit": commit}
+        if track
+        else None,
     }
     trainable = tune.with_resources(tune.with_parameters(trial_driver, ctx=ctx), {"cpu": DRIVER_CPU})
 
@@ -191,20 +227,33 @@ def run_sweep(
             sampler=sampler,
         )
         scheduler = ASHAScheduler(
-            time_attr="evals", metric=primary, mode=metric_registry.mode(primary), max_t=10_000,
-            grace_period=cfg.sweep.grace_reports, reduction_factor=cfg.sweep.reduction_factor,
+            time_attr="evals",
+            metric=primary,
+            mode=metric_registry.mode(primary),
+            max_t=10_000,
+            grace_period=cfg.sweep.grace_reports,
+            reduction_factor=cfg.sweep.reduction_factor,
         )
         tuner = tune.Tuner(
             trainable,
-            tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=num_samples,
-                                        max_concurrent_trials=k),
-            run_config=tune.RunConfig(name=name, storage_path=storage, verbose=0, callbacks=callbacks,
-                                      failure_config=tune.FailureConfig(max_failures=cfg.sweep.max_failures)),
+            tune_config=tune.TuneConfig(
+                search_alg=searcher, scheduler=scheduler, num_samples=num_samples, max_concurrent_trials=k
+            ),
+            run_config=tune.RunConfig(
+                name=name,
+                storage_path=storage,
+                verbose=0,
+                callbacks=callbacks,
+                failure_config=tune.FailureConfig(max_failures=cfg.sweep.max_failures),
+            ),
         )
         if progress:
-            print(f"[sweep] {name}: {num_samples} trials of space {space!r}, {k} at a time, "
-                  f"ASHA on {primary} (grace {cfg.sweep.grace_reports} evaluations, x{cfg.sweep.reduction_factor})"
-                  + (f", objectives {objectives}" if multi else ""), flush=True)
+            print(
+                f"[sweep] {name}: {num_samples} trials of space {space!r}, {k} at a time, "
+                f"ASHA on {primary} (grace {cfg.sweep.grace_reports} evaluations, x{cfg.sweep.reduction_factor})"
+                + (f", objectives {objectives}" if multi else ""),
+                flush=True,
+            )
     grid = tuner.fit()
 
     df = results.trials_table(grid, primary, list(cfg.sweep.objectives))
@@ -216,8 +265,17 @@ def run_sweep(
         df.insert(3, "outcome", df["trial_id"].map(lambda t: outcomes.get(t, "")))
         if best is not None:
             best["outcome"] = outcomes.get(best["trial_id"], "")
-        results.record_on_parent(parent, uri=uri, experiment_id=experiment_id, sweep=name, primary=primary,
-                                 df=df, best=best, pareto=pareto)
-    return results.SweepResult(name=name, path=exp_path, tracking_uri=uri, parent_run_id=parent_run_id, table=df,
-                               best=best, pareto=pareto, restored=restored,
-                               errors=[r for r in df["trial"][df["status"] == "ERROR"]] if len(df) else [])
+        results.record_on_parent(
+            parent, uri=uri, experiment_id=experiment_id, sweep=name, primary=primary, df=df, best=best, pareto=pareto
+        )
+    return results.SweepResult(
+        name=name,
+        path=exp_path,
+        tracking_uri=uri,
+        parent_run_id=parent_run_id,
+        table=df,
+        best=best,
+        pareto=pareto,
+        restored=restored,
+        errors=[r for r in df["trial"][df["status"] == "ERROR"]] if len(df) else [],
+    )

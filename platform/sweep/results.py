@@ -41,8 +41,12 @@ def trials_table(grid, primary: str, objectives: list[str]):
     rows = []
     for trial in trials:
         last = trial.last_result or {}
-        row = {"trial_id": trial.trial_id, "trial": trial_label(trial.config, trial.trial_id),
-               "status": trial.status, "error": trial.error_file is not None or trial.status == "ERROR"}
+        row = {
+            "trial_id": trial.trial_id,
+            "trial": trial_label(trial.config, trial.trial_id),
+            "status": trial.status,
+            "error": trial.error_file is not None or trial.status == "ERROR",
+        }
         for key in ("evals", "kimg", primary, "img_per_s", *objectives):
             value = last.get(key) if key != primary or last.get("evals") else None  # not evaluated yet
             row[key] = float(value) if isinstance(value, (int, float)) else math.nan
@@ -89,8 +93,9 @@ def finalize_trial_runs(uri: str, experiment_id: str, sweep: str, df) -> dict[st
     return outcomes
 
 
-def record_on_parent(parent: tracking.RunLogger, *, uri: str, experiment_id: str, sweep: str, primary: str,
-                     df, best: dict | None, pareto) -> None:
+def record_on_parent(
+    parent: tracking.RunLogger, *, uri: str, experiment_id: str, sweep: str, primary: str, df, best: dict | None, pareto
+) -> None:
     """The sweep's summary on its parent run: results.csv, pareto.csv, counts, the best trial (its
     run and checkpoint) and its primary value; then the parent is closed."""
     T = tracking.TAG
@@ -139,10 +144,14 @@ def print_results(result: SweepResult, cfg: ExperimentConfig) -> None:
     print()
     print(results_text(result, cfg))
     if result.best:
-        print(f"\nbest trial: {result.best['trial']} ({primary} = {result.best[primary]:.4g}, "
-              f"{result.best.get('outcome') or result.best.get('status')})")
+        print(
+            f"\nbest trial: {result.best['trial']} ({primary} = {result.best[primary]:.4g}, "
+            f"{result.best.get('outcome') or result.best.get('status')})"
+        )
     if result.pareto is not None:
-        print(f"Pareto front ({', '.join([primary] + list(cfg.sweep.objectives))}): {', '.join(result.pareto['trial'])}")
+        print(
+            f"Pareto front ({', '.join([primary] + list(cfg.sweep.objectives))}): {', '.join(result.pareto['trial'])}"
+        )
     if result.errors:
         print(f"failed trials: {', '.join(result.errors)} (see {result.path})")
     print(f"\nOpen the MLflow UI:  {ui_command(result.tracking_uri)}")

@@ -26,8 +26,10 @@ def get_space(name: str) -> tuple[Callable, Callable]:
 
     spaces = module.SPACES
     if name not in spaces:
-        raise ConfigError(f"unknown search space {name!r}: choose one of {sorted(spaces)} (platform/sweep/spaces.py), "
-                          "e.g. --space digits or --set sweep.space=cifar")
+        raise ConfigError(
+            f"unknown search space {name!r}: choose one of {sorted(spaces)} (platform/sweep/spaces.py), "
+            "e.g. --space digits or --set sweep.space=cifar"
+        )
     return spaces[name][0], functools.partial(module.paper_point, name)
 
 
@@ -39,10 +41,13 @@ def apply_params(base: dict, params: dict) -> dict:
             set_dotted(out, key, value)
         except DottedKeyError as e:
             if e.problem.startswith("is not an index"):
-                raise ConfigError(f"search space parameter {key!r}: {e.part!r} {e.problem}; "
-                                  "fix the name in platform/sweep/spaces.py") from None
-            raise ConfigError(f"search space parameter {key!r} names no config field ({e.part!r} unknown); "
-                              "use dotted config keys such as model.g.embed_dim in platform/sweep/spaces.py") from None
+                raise ConfigError(
+                    f"search space parameter {key!r}: {e.part!r} {e.problem}; fix the name in platform/sweep/spaces.py"
+                ) from None
+            raise ConfigError(
+                f"search space parameter {key!r} names no config field ({e.part!r} unknown); "
+                "use dotted config keys such as model.g.embed_dim in platform/sweep/spaces.py"
+            ) from None
     return out
 
 

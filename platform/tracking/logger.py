@@ -57,7 +57,7 @@ class RunLogger:
         if not existing:
             items = [Param(k, v) for k, v in params.items()]
             for i in range(0, len(items), 100):
-                self.client.log_batch(self.run_id, params=items[i:i + 100])
+                self.client.log_batch(self.run_id, params=items[i : i + 100])
         else:
             changed = sorted(k for k, v in params.items() if k in existing and existing[k] != v)
             if changed:  # a resume under a changed config (allowed by the user): record, never overwrite
@@ -78,7 +78,7 @@ class RunLogger:
         ts = int(time.time() * 1000)
         items = [Metric(k, float(v), ts, int(step)) for k, v in metrics.items() if _finite(v)]
         for i in range(0, len(items), 500):
-            self.client.log_batch(self.run_id, metrics=items[i:i + 500])
+            self.client.log_batch(self.run_id, metrics=items[i : i + 500])
 
     def log_image(self, path: str, *, step: int, key: str = "samples") -> None:
         from PIL import Image
@@ -95,8 +95,9 @@ class RunLogger:
         self.client.set_tag(self.run_id, f"{TAG}protocol.{metric}", json.dumps(data, sort_keys=True)[:TAG_MAX_CHARS])
 
     # -- tracking outages: keep reports in memory, send them when the store answers again ------
-    def report(self, metrics: Mapping[str, Any], files: Mapping[str, str] | None = None,
-               checkpoint_uri: str | None = None) -> None:
+    def report(
+        self, metrics: Mapping[str, Any], files: Mapping[str, str] | None = None, checkpoint_uri: str | None = None
+    ) -> None:
         """Log one engine report; when the store is unreachable, keep it and send it later.
 
         Training never stops for a tracking outage: the report waits in memory (the engine's
@@ -119,9 +120,13 @@ class RunLogger:
                 self._report_now(metrics, files, checkpoint_uri)
             except Exception as e:  # noqa: BLE001 - any store failure: keep the report, train on
                 if not self._down:
-                    print(f"warning: MLflow store {redact(self.uri)} failed ({redact(str(e)).splitlines()[0][:300]}); "
-                          "training continues, reports are kept and sent when it answers again "
-                          "(metrics.jsonl in the run folder has them too)", file=sys.stderr, flush=True)
+                    print(
+                        f"warning: MLflow store {redact(self.uri)} failed ({redact(str(e)).splitlines()[0][:300]}); "
+                        "training continues, reports are kept and sent when it answers again "
+                        "(metrics.jsonl in the run folder has them too)",
+                        file=sys.stderr,
+                        flush=True,
+                    )
                 self._down = True
                 return False
             queue.pop(0)
@@ -130,8 +135,9 @@ class RunLogger:
         self._down = False
         return True
 
-    def _report_now(self, metrics: Mapping[str, Any], files: Mapping[str, str] | None = None,
-                    checkpoint_uri: str | None = None) -> None:
+    def _report_now(
+        self, metrics: Mapping[str, Any], files: Mapping[str, str] | None = None, checkpoint_uri: str | None = None
+    ) -> None:
         """One engine report: metrics at step=nimg, the sample grid, protocols, the checkpoint location.
 
         Evaluation metrics are logged only on reports where an evaluation ran (the engine passes
@@ -154,8 +160,13 @@ class RunLogger:
     def set_tags(self, tags: Mapping[str, Any]) -> None:
         from mlflow.entities import RunTag
 
-        self.client.log_batch(self.run_id, tags=[RunTag(k if k.startswith((TAG, "mlflow.")) else TAG + k,
-                                                        redact(str(v))[:TAG_MAX_CHARS]) for k, v in tags.items()])
+        self.client.log_batch(
+            self.run_id,
+            tags=[
+                RunTag(k if k.startswith((TAG, "mlflow.")) else TAG + k, redact(str(v))[:TAG_MAX_CHARS])
+                for k, v in tags.items()
+            ],
+        )
 
     def finish(self, status: str = "FINISHED", *, wait_s: float = 60.0) -> None:
         """Send kept reports (waiting up to ``wait_s`` for the store), then close the run."""
@@ -163,11 +174,17 @@ class RunLogger:
         while not self.flush() and time.monotonic() < deadline:
             time.sleep(2.0)
         if self._queue:
-            print(f"warning: {len(self._queue)} report(s) could not be sent to {redact(self.uri)}; "
-                  "they are in the run folder's metrics.jsonl", file=sys.stderr, flush=True)
+            print(
+                f"warning: {len(self._queue)} report(s) could not be sent to {redact(self.uri)}; "
+                "they are in the run folder's metrics.jsonl",
+                file=sys.stderr,
+                flush=True,
+            )
         try:
             self.client.set_terminated(self.run_id, status=status)
         except Exception as e:  # noqa: BLE001 - the run stays RUNNING in the UI; the results are on disk
-            print(f"warning: could not mark MLflow run {self.run_id} {status}: {redact(str(e)).splitlines()[0][:300]}",
-                  file=sys.stderr, flush=True)
-
+            print(
+                f"warning: could not mark MLflow run {self.run_id} {status}: {redact(str(e)).splitlines()[0][:300]}",
+                file=sys.stderr,
+                flush=True,
+            )

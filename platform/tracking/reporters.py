@@ -54,8 +54,12 @@ def local_run_reporter(
     (a resumed run finds its MLflow run again by the same folder)."""
     uri = resolve_tracking_uri(out_root=out_root, cfg_uri=cfg.tracking.uri)
     check_reachable(uri)
-    logger = start_train_run(cfg, uri=uri, run_key=f"local:{Path(run_dir).resolve()}",
-                             tags={"run_dir": str(Path(run_dir).resolve()), **(tags or {})})
+    logger = start_train_run(
+        cfg,
+        uri=uri,
+        run_key=f"local:{Path(run_dir).resolve()}",
+        tags={"run_dir": str(Path(run_dir).resolve()), **(tags or {})},
+    )
 
     def finish(status: str) -> None:
         logger.finish(status)

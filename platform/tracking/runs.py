@@ -64,15 +64,21 @@ def base_tags(cfg: Any, *, kind: str, extra: Mapping[str, Any] | None = None) ->
         "dynamics_hash": _hashing.dynamics_hash(cfg),
     }
     tags.update(extra or {})
-    return {(k if k.startswith(TAG) or k.startswith("mlflow.") else TAG + k): redact(str(v))[:TAG_MAX_CHARS]
-            for k, v in tags.items() if v is not None}
+    return {
+        (k if k.startswith(TAG) or k.startswith("mlflow.") else TAG + k): redact(str(v))[:TAG_MAX_CHARS]
+        for k, v in tags.items()
+        if v is not None
+    }
 
 
 def find_runs(uri: str, experiment_id: str, key: Mapping[str, str], *, max_results: int = 1000) -> list:
     """Runs whose tags match every item of ``key`` (oldest first)."""
     return list(
         mlflow_client(uri).search_runs(
-            [experiment_id], filter_string=tag_filter(key), max_results=max_results, order_by=["attributes.start_time ASC"]
+            [experiment_id],
+            filter_string=tag_filter(key),
+            max_results=max_results,
+            order_by=["attributes.start_time ASC"],
         )
     )
 

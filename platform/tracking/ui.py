@@ -18,9 +18,23 @@ def cmd_ui(args) -> int:
         return 0
     check_readable(uri)  # a UI on an empty new store shows nothing: say where the runs are instead
     host, port = args.host, int(args.port)
-    allowed = ",".join(sorted({f"{host}:{port}", f"localhost:{port}", f"127.0.0.1:{port}", host, "localhost", "127.0.0.1"}))
-    cmd = [str(Path(sys.executable).parent / "mlflow"), "ui", "--backend-store-uri", uri,
-           "--host", host, "--port", str(port), "--workers", "1", "--allowed-hosts", allowed]
+    allowed = ",".join(
+        sorted({f"{host}:{port}", f"localhost:{port}", f"127.0.0.1:{port}", host, "localhost", "127.0.0.1"})
+    )
+    cmd = [
+        str(Path(sys.executable).parent / "mlflow"),
+        "ui",
+        "--backend-store-uri",
+        uri,
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+        "--allowed-hosts",
+        allowed,
+    ]
     root = artifact_root_for(uri)
     if root:
         cmd += ["--default-artifact-root", Path(root).as_uri()]

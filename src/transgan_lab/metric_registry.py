@@ -55,7 +55,7 @@ SIZE_METRICS: tuple[str, ...] = tuple(m.name for m in METRICS.values() if m.unit
 
 
 def mode(name: str) -> str:
-    """"min" or "max": which way ``name`` is better (unlisted metrics: "min")."""
+    """ "min" or "max": which way ``name`` is better (unlisted metrics: "min")."""
     return METRICS[name].mode if name in METRICS else "min"
 
 

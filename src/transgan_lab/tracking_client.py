@@ -120,7 +120,9 @@ def check_reachable(uri: str, *, timeout_s: float = 10.0) -> None:
         try:
             db.parent.mkdir(parents=True, exist_ok=True)
         except OSError as e:
-            raise TrackingUnavailable(f"cannot create the folder of the MLflow store {shown}: {e.strerror}; pick a writable --out") from None
+            raise TrackingUnavailable(
+                f"cannot create the folder of the MLflow store {shown}: {e.strerror}; pick a writable --out"
+            ) from None
     try:
         mlflow_client(uri).search_experiments(max_results=1)
     except Exception as e:  # noqa: BLE001 - any store error is the user's to fix

@@ -30,9 +30,18 @@ class CelebA(FileImages):
         files = sorted(p for p in folder.glob("*.jpg")) if folder.is_dir() else []
         if not files:
             extra = " (data.download=true cannot fetch it)" if download else ""
-            raise DatasetError(f"celeba: expected the aligned JPEGs {folder}/000001.jpg ... {folder}/202599.jpg; "
-                               f"found none{extra}. {how}")
+            raise DatasetError(
+                f"celeba: expected the aligned JPEGs {folder}/000001.jpg ... {folder}/202599.jpg; "
+                f"found none{extra}. {how}"
+            )
         super().__init__(files=files, resolution=resolution, channels=channels, kind="celeba", how=how)
-        self.info = {"dataset": "celeba", "split": "all", "count": len(files), "crop": "centre-square-178",
-                     "colour": "rgb" if channels == 3 else "grey-bt601-from-rgb",
-                     "resize": "bilinear-antialias", "resolution": resolution, "channels": channels}
+        self.info = {
+            "dataset": "celeba",
+            "split": "all",
+            "count": len(files),
+            "crop": "centre-square-178",
+            "colour": "rgb" if channels == 3 else "grey-bt601-from-rgb",
+            "resize": "bilinear-antialias",
+            "resolution": resolution,
+            "channels": channels,
+        }

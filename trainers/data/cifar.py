@@ -117,10 +117,16 @@ class Cifar10(ImageDataset):
                 chunks.append(to_uint8(resize_square(c, resolution)))
             x = torch.cat(chunks)
         self.images = x.contiguous()
-        self.info = {"dataset": "cifar10", "split": "train", "count": len(x), "source_size": 32,
-                     "colour": "rgb" if channels == 3 else "grey-bt601-from-rgb",
-                     "resize": "none" if resolution == 32 else "bilinear-antialias",
-                     "resolution": resolution, "channels": channels}
+        self.info = {
+            "dataset": "cifar10",
+            "split": "train",
+            "count": len(x),
+            "source_size": 32,
+            "colour": "rgb" if channels == 3 else "grey-bt601-from-rgb",
+            "resize": "none" if resolution == 32 else "bilinear-antialias",
+            "resolution": resolution,
+            "channels": channels,
+        }
 
     def __len__(self) -> int:
         return self.images.shape[0]

@@ -52,7 +52,9 @@ def digits_images(*, resolution: int, channels: int = 1, upscale: str = "bilinea
     try:
         from sklearn.datasets import load_digits
     except ImportError as e:
-        raise DatasetError(f"digits: scikit-learn is needed for the embedded digits ({e}); pip install scikit-learn") from None
+        raise DatasetError(
+            f"digits: scikit-learn is needed for the embedded digits ({e}); pip install scikit-learn"
+        ) from None
     raw = load_digits().images  # (1797, 8, 8) float64, integer values 0..16
     x = torch.from_numpy(np.ascontiguousarray(raw, dtype=np.float32)).div_(16.0).unsqueeze(1)  # (N, 1, 8, 8)
     x = upscale_digits(x, resolution=resolution, upscale=upscale)
@@ -69,9 +71,15 @@ class Digits(ImageDataset):
 
     def __init__(self, *, resolution: int, channels: int, upscale: str):
         self.images = digits_images(resolution=resolution, channels=channels, upscale=upscale)
-        self.info = {"dataset": "digits", "split": "all", "count": len(self.images), "source_size": 8,
-                     "resize": f"{upscale}-x{resolution // 8} align_corners=False antialias=False",
-                     "resolution": resolution, "channels": channels}
+        self.info = {
+            "dataset": "digits",
+            "split": "all",
+            "count": len(self.images),
+            "source_size": 8,
+            "resize": f"{upscale}-x{resolution // 8} align_corners=False antialias=False",
+            "resolution": resolution,
+            "channels": channels,
+        }
 
     def __len__(self) -> int:
         return self.images.shape[0]

@@ -33,7 +33,9 @@ def load_image(path: Path, *, resolution: int, channels: int, kind: str, how: st
                 im = im.resize((resolution, resolution), Image.BILINEAR)
             a = np.asarray(im, dtype=np.uint8)
     except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as e:
-        raise DatasetError(f"{kind}: cannot read {path} ({type(e).__name__}: {e}); the file is truncated or not an image. {how}") from None
+        raise DatasetError(
+            f"{kind}: cannot read {path} ({type(e).__name__}: {e}); the file is truncated or not an image. {how}"
+        ) from None
     t = torch.from_numpy(a.copy())
     t = t.unsqueeze(0) if t.ndim == 2 else t.permute(2, 0, 1)  # (H, W, C) -> (C, H, W)
     return to_unit(t)
@@ -57,7 +59,9 @@ class FileImages(ImageDataset):
         return len(self.files)
 
     def _decode(self, i: int) -> torch.Tensor:
-        return load_image(self.files[i], resolution=self.resolution, channels=self.channels, kind=self.kind, how=self.how)
+        return load_image(
+            self.files[i], resolution=self.resolution, channels=self.channels, kind=self.kind, how=self.how
+        )
 
     def get_batch(self, indices: Sequence[int] | torch.Tensor) -> torch.Tensor:
         idx = torch.as_tensor(indices, dtype=torch.long).tolist()

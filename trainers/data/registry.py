@@ -19,8 +19,12 @@ def _build_digits(cfg: Any) -> ImageDataset:
 
 def _file_builder(cls: type, default_root: str) -> Callable[[Any], ImageDataset]:
     def build(cfg: Any) -> ImageDataset:
-        return cls(root=dataset_root(cfg, default_root), resolution=cfg.resolution, channels=cfg.channels,
-                   download=bool(getattr(cfg, "download", False)))
+        return cls(
+            root=dataset_root(cfg, default_root),
+            resolution=cfg.resolution,
+            channels=cfg.channels,
+            download=bool(getattr(cfg, "download", False)),
+        )
 
     build.__doc__ = cls.__doc__
     return build

@@ -54,10 +54,16 @@ class STL10(ImageDataset):
             self.maps.append(np.memmap(base / n, dtype=np.uint8, mode="r", shape=(size // _STL_BYTES, _STL_BYTES)))
         self.offsets = np.cumsum([0] + [len(m) for m in self.maps])
         self.resolution, self.channels = resolution, channels
-        self.info = {"dataset": "stl10", "split": "train+unlabeled", "count": int(self.offsets[-1]),
-                     "colour": "rgb" if channels == 3 else "grey-bt601-from-rgb",
-                     "source_size": 96, "resize": "bilinear-antialias", "resolution": resolution,
-                     "channels": channels}
+        self.info = {
+            "dataset": "stl10",
+            "split": "train+unlabeled",
+            "count": int(self.offsets[-1]),
+            "colour": "rgb" if channels == 3 else "grey-bt601-from-rgb",
+            "source_size": 96,
+            "resize": "bilinear-antialias",
+            "resolution": resolution,
+            "channels": channels,
+        }
 
     def __len__(self) -> int:
         return int(self.offsets[-1])

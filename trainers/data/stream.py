@@ -102,9 +102,9 @@ class DataStream:
             epoch, off = divmod(start + j, self.n)
             take = min(count - j, self.n - off)
             perm, flips = self._epoch_tables(epoch)
-            idx[j:j + take] = perm[off:off + take]
+            idx[j : j + take] = perm[off : off + take]
             if flips is not None:
-                flip[j:j + take] = flips[idx[j:j + take]]
+                flip[j : j + take] = flips[idx[j : j + take]]
             j += take
         return idx, flip
 
