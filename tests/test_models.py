@@ -239,7 +239,8 @@ def test_initialisation_follows_the_facts():
     assert D.embed1.weight.abs().max() <= bound and D.embed1.weight.abs().max() > 0.9 * bound
     tiny = load_config("digits-tiny", [])
     G = build_generator(tiny)
-    head_bound = (6 / (tiny.stage_widths()[-1] + 1)) ** 0.5  # xavier-uniform on the 1x1 head conv
+    last_width = tiny.model.g.embed_dim // 4 ** (len(tiny.model.g.depths) - 1)  # PixelShuffle quarters it per stage
+    head_bound = (6 / (last_width + 1)) ** 0.5  # xavier-uniform on the 1x1 head conv (1 output channel)
     assert G.head.weight.abs().max() <= head_bound
     assert abs(G.pos_embed[0].std().item() - 0.02) < 0.002
 
