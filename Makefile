@@ -12,7 +12,7 @@ export RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER := 0
 export MPLCONFIGDIR := $(CURDIR)/.cache/matplotlib
 export TORCHINDUCTOR_CACHE_DIR := $(CURDIR)/.cache/torchinductor
 
-.PHONY: demo test install bench clean
+.PHONY: demo test lint format install bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -24,6 +24,15 @@ install: $(STAMP)
 
 demo: $(STAMP)
 	$(PY) experiments/sweep_digits.py --demo
+
+# ruff, pinned in the dev extras, configured in pyproject.toml: lint rules and the one code format.
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: $(STAMP)
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
 
 # The loopback-cluster test runs `ray up`/`ray down`, which stop every Ray process on the machine,
 # so it runs in a second pytest session after everything else.

@@ -16,21 +16,37 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 import pandas as pd
 
 from transgan_lab.analysis.load import AnalysisError
+from transgan_lab.metric_registry import EVAL_METRICS
 
 PICKS = {"final": "final", "best": "best"}
 PICK_LABELS = {"final": "final EMA value", "best": "best during training"}
 
-# Params that may differ between the seeds of one configuration (bookkeeping, not the experiment).
-# `eval.*` is left to the protocol check, which names it precisely.
-CONFIG_IGNORE_PREFIXES = (
-    "name", "seed", "preset", "tracking.", "resources.", "sweep.", "eval.", "data.root", "data.download",
-    "data.loader_workers", "train.log_kimg", "train.checkpoint_kimg", "train.keep_last", "train.grid_kimg",
-    "train.eval_kimg", "train.nan_retries", "train.compile",
+# Bookkeeping params, not the experiment: they may differ between the seeds of one configuration
+# and are never a sweep's searched params. `eval.*` is left to the protocol check, which names it
+# precisely.
+BOOKKEEPING_PREFIXES = (
+    "name",
+    "seed",
+    "preset",
+    "tracking.",
+    "resources.",
+    "sweep.",
+    "eval.",
+    "data.root",
+    "data.download",
+    "data.loader_workers",
+    "train.log_kimg",
+    "train.checkpoint_kimg",
+    "train.keep_last",
+    "train.grid_kimg",
+    "train.eval_kimg",
+    "train.nan_retries",
+    "train.compile",
 )
 
 
@@ -40,7 +56,11 @@ class ProtocolMismatch(AnalysisError):
 
 def protocol_id(protocol_json: str | None) -> str:
     """Short stable id of a canonical protocol JSON ('none' when a score has no recorded protocol)."""
-    if protocol_json is None or (isinstance(protocol_json, float) and math.isnan(protocol_json)) or protocol_json is pd.NA:
+    if (
+        protocol_json is None
+        or (isinstance(protocol_json, float) and math.isnan(protocol_json))
+        or protocol_json is pd.NA
+    ):
         return "none"
     return hashlib.sha256(protocol_json.encode()).hexdigest()[:8]
 
@@ -48,14 +68,15 @@ def protocol_id(protocol_json: str | None) -> str:
 def value_column(metric: str, pick: str) -> str:
     """Column holding the per-run value of `metric` under the rule `pick` (final | best)."""
     if pick not in PICKS:
-        raise AnalysisError(f"unknown per-run value rule {pick!r}; use 'final' (final EMA value) or 'best' (best during training)")
+        raise AnalysisError(
+            f"unknown per-run value rule {pick!r}; use 'final' (final EMA value) or 'best' (best during training)"
+        )
     return f"{PICKS[pick]}.{metric}"
 
 
 def eval_metrics_in(df: pd.DataFrame, *, pick: str = "final") -> list[str]:
     """Evaluation metrics that have at least one value in `df`, in the paper's column order (IS before FID)."""
-    order = ["is", "fid", "kid", "digits_is", "digits_fid"]  # the paper's column order of EVAL_METRICS
-    return [m for m in order if value_column(m, pick) in df.columns and df[value_column(m, pick)].notna().any()]
+    return [m for m in EVAL_METRICS if value_column(m, pick) in df.columns and df[value_column(m, pick)].notna().any()]
 
 
 def _present(value) -> bool:
@@ -105,8 +126,11 @@ def check_protocols(
     for m in metrics:
         groups = protocol_groups(df, m, pick=pick)
         if len(groups) > 1:
-            parts = [f"protocol {protocol_id(p)} ({len(names)} run{'s' if len(names) > 1 else ''}: {', '.join(sorted(names))})"
-                     for p, names in sorted(groups.items(), key=lambda kv: protocol_id(kv[0]))]
+            parts = [
+                f"protocol {protocol_id(p)} ({len(names)} run{'s' if len(names) > 1 else ''}: "
+                f"{', '.join(sorted(names))})"
+                for p, names in sorted(groups.items(), key=lambda kv: protocol_id(kv[0]))
+            ]
             raise ProtocolMismatch(
                 f"refusing to merge or rank {what}: their {m} scores come from {len(groups)} different evaluation "
                 f"protocols — {'; '.join(parts)}. Differences: {_describe_difference(list(groups))}. "
@@ -129,7 +153,9 @@ def select_protocol(df: pd.DataFrame, protocol_ids: Iterable[str]) -> pd.DataFra
     known = sorted({i for s in ids.values() for i in s if i != "none"})
     unknown = wanted - set(known)
     if unknown:
-        raise AnalysisError(f"protocol id(s) {sorted(unknown)} not found among these runs; known ids: {', '.join(known) or 'none'}")
+        raise AnalysisError(
+            f"protocol id(s) {sorted(unknown)} not found among these runs; known ids: {', '.join(known) or 'none'}"
+        )
     mask = pd.Series(True, index=df.index)
     for c in pcols:
         chosen = wanted & set(ids[c])
@@ -143,8 +169,8 @@ def _config_differences(group: pd.DataFrame) -> list[str]:
     for c in group.columns:
         if not c.startswith("param."):
             continue
-        key = c[len("param."):]
-        if key.startswith(CONFIG_IGNORE_PREFIXES):
+        key = c[len("param.") :]
+        if key.startswith(BOOKKEEPING_PREFIXES):
             continue
         vals = list(dict.fromkeys("—" if not _present(v) else str(v) for v in group[c]))
         if len(vals) > 1:
@@ -172,10 +198,19 @@ def aggregate(
     metrics = list(metrics) if metrics is not None else eval_metrics_in(df, pick=pick)
     missing = [b for b in by if b not in df.columns]
     if missing:
-        raise AnalysisError(f"cannot group by {missing}: no such column; columns are the run fields, tags and param.* keys")
+        raise AnalysisError(
+            f"cannot group by {missing}: no such column; columns are the run fields, tags and param.* keys"
+        )
     rows = []
-    needed = list(dict.fromkeys(list(by) + ["run_id", "run_name", "seed", "status"] + [c for c in df.columns if c.startswith(("protocol.", "param."))]
-                                + [value_column(m, pick) for m in metrics] + list(extra)))
+    needed = list(
+        dict.fromkeys(
+            list(by)
+            + ["run_id", "run_name", "seed", "status"]
+            + [c for c in df.columns if c.startswith(("protocol.", "param."))]
+            + [value_column(m, pick) for m in metrics]
+            + list(extra)
+        )
+    )
     df = df[[c for c in needed if c in df.columns]]
     keyed = df.assign(**{b: df[b].astype("string").fillna("—") for b in by})
     for key, group in keyed.groupby(list(by), sort=True, dropna=False):
@@ -195,7 +230,11 @@ def aggregate(
         row["seeds"] = ",".join(str(s) for s in seeds)
         row["runs"] = ",".join(sorted(str(r) for r in group["run_name"]))
         for m in metrics:
-            vals = group[value_column(m, pick)].dropna().astype(float) if value_column(m, pick) in group else pd.Series([], dtype=float)
+            vals = (
+                group[value_column(m, pick)].dropna().astype(float)
+                if value_column(m, pick) in group
+                else pd.Series([], dtype=float)
+            )
             row[f"{m}.mean"] = float(vals.mean()) if len(vals) else math.nan
             row[f"{m}.std"] = float(vals.std(ddof=1)) if len(vals) > 1 else math.nan
             row[f"{m}.n"] = int(len(vals))

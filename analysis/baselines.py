@@ -21,11 +21,26 @@ UNVERIFIED_NOTE = (
     f"{UNVERIFIED_MARK} unverified: quoted from the paper's tables second-hand, not checked against the paper "
     "(transgan-facts.md §8.2)"
 )
-PUBLISHED_NOTE = ("published numbers come from their authors' evaluation protocols (listed in analysis/data/published.csv); "
-                  "shown for reference, never ranked with our runs")
+PUBLISHED_NOTE = (
+    "published numbers come from their authors' evaluation protocols (listed in analysis/data/published.csv); "
+    "shown for reference, never ranked with our runs"
+)
 
-COLUMNS = ("study", "model", "dataset", "resolution", "is", "is_std", "fid", "g_params_m", "is_verified",
-           "fid_verified", "source", "protocol", "note")
+COLUMNS = (
+    "study",
+    "model",
+    "dataset",
+    "resolution",
+    "is",
+    "is_std",
+    "fid",
+    "g_params_m",
+    "is_verified",
+    "fid_verified",
+    "source",
+    "protocol",
+    "note",
+)
 METRICS = ("is", "fid")
 
 
@@ -37,11 +52,23 @@ def load_published(path: str | Path | None = None) -> pd.DataFrame:
     """The published-results table, typed and checked (a value without a verified flag is an error)."""
     path = Path(path) if path is not None else default_path()
     try:
-        df = pd.read_csv(path, dtype={"study": "string", "model": "string", "dataset": "string",
-                                       "source": "string", "protocol": "string", "note": "string",
-                                       "is_verified": "string", "fid_verified": "string"})
+        df = pd.read_csv(
+            path,
+            dtype={
+                "study": "string",
+                "model": "string",
+                "dataset": "string",
+                "source": "string",
+                "protocol": "string",
+                "note": "string",
+                "is_verified": "string",
+                "fid_verified": "string",
+            },
+        )
     except OSError as e:
-        raise AnalysisError(f"cannot read published results {path}: {e}; reinstall the package or pass the right path") from None
+        raise AnalysisError(
+            f"cannot read published results {path}: {e}; reinstall the package or pass the right path"
+        ) from None
     missing = [c for c in COLUMNS if c not in df.columns]
     if missing:
         raise AnalysisError(f"{path}: missing column(s) {missing}; expected {', '.join(COLUMNS)}")
@@ -50,7 +77,10 @@ def load_published(path: str | Path | None = None) -> pd.DataFrame:
         bad = df[df[m].notna() & ~flag.isin(["yes", "no"])]
         if len(bad):
             rows = ", ".join(f"line {i + 2} ({r.model}, {r.dataset})" for i, r in bad.iterrows())
-            raise AnalysisError(f"{path}: {m} values without {m}_verified yes/no at {rows}; every published value must say whether it was verified")
+            raise AnalysisError(
+                f"{path}: {m} values without {m}_verified yes/no at {rows}; "
+                "every published value must say whether it was verified"
+            )
         df[f"{m}_verified"] = flag.map({"yes": True, "no": False}).astype("boolean")
         df.loc[df[m].isna(), f"{m}_verified"] = pd.NA
     if df["source"].isna().any():
@@ -58,8 +88,9 @@ def load_published(path: str | Path | None = None) -> pd.DataFrame:
     return df
 
 
-def published_for(*, study: str, dataset: str | None = None, resolution: int | None = None,
-                  path: str | Path | None = None) -> pd.DataFrame:
+def published_for(
+    *, study: str, dataset: str | None = None, resolution: int | None = None, path: str | Path | None = None
+) -> pd.DataFrame:
     """Published rows of one study (table1..table4, sota, celeba), optionally one dataset/resolution."""
     df = load_published(path)
     sel = df["study"] == study

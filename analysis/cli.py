@@ -1,4 +1,8 @@
-"""`transgan-lab table` and `transgan-lab report` (argparse definitions live in platform/cli.py)."""
+"""`transgan-lab table` and `transgan-lab report` (argparse definitions live in platform/cli.py).
+
+User errors raise ``AnalysisError`` (or ``TrackingUnavailable``); the command line prints them as
+one paragraph with exit code 2.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +10,6 @@ import argparse
 import sys
 
 from transgan_lab.analysis.load import AnalysisError
-
-
-def _user_error(e: Exception) -> Exception:
-    from transgan_lab.platform.cli import UserError
-
-    return UserError(str(e))
 
 
 def _newest_sweep_in(df) -> str:
@@ -25,29 +23,32 @@ def cmd_table(args: argparse.Namespace) -> int:
     """Print one study's tables (or a sweep's top-k) in the chosen format; optionally export the runs."""
     from transgan_lab.analysis import load, tables
 
-    try:
-        study = args.study
-        if study not in tables.STUDIES:
-            raise AnalysisError(f"unknown study {study!r}; choose one of {', '.join(tables.STUDIES)}")
-        sweep_id = getattr(args, "sweep", None)
-        if args.parquet:
-            df = load.import_parquet(args.parquet)
-            if study == "sweep" and not sweep_id:
-                sweep_id = _newest_sweep_in(df)
-        elif study == "sweep":
-            sweep_id = sweep_id or load.newest_sweep_id(tracking_uri=args.tracking_uri, experiment=args.experiment)
-            df = load.load_runs(tracking_uri=args.tracking_uri, experiment=args.experiment, sweep_id=sweep_id)
-        else:
-            studies = ["sota", "celeba"] if study in ("sota", "celeba") else [study]
-            df = load.load_runs(tracking_uri=args.tracking_uri, experiment=args.experiment, tags={"study": studies})
-        if args.export:
-            path = load.export_parquet(df, args.export)
-            print(f"wrote {len(df)} runs to {path}", file=sys.stderr)
-        built = tables.build(df, study=study, sweep_id=sweep_id, pick=args.pick, top=args.top,
-                             protocols=getattr(args, "protocol", None) or ())
-        sys.stdout.write(tables.render(built, args.format))
-    except AnalysisError as e:
-        raise _user_error(e) from None
+    study = args.study
+    if study not in tables.STUDIES:
+        raise AnalysisError(f"unknown study {study!r}; choose one of {', '.join(tables.STUDIES)}")
+    sweep_id = getattr(args, "sweep", None)
+    if args.parquet:
+        df = load.import_parquet(args.parquet)
+        if study == "sweep" and not sweep_id:
+            sweep_id = _newest_sweep_in(df)
+    elif study == "sweep":
+        sweep_id = sweep_id or load.newest_sweep_id(tracking_uri=args.tracking_uri, experiment=args.experiment)
+        df = load.load_runs(tracking_uri=args.tracking_uri, experiment=args.experiment, sweep_id=sweep_id)
+    else:
+        studies = ["sota", "celeba"] if study in ("sota", "celeba") else [study]
+        df = load.load_runs(tracking_uri=args.tracking_uri, experiment=args.experiment, tags={"study": studies})
+    if args.export:
+        path = load.export_parquet(df, args.export)
+        print(f"wrote {len(df)} runs to {path}", file=sys.stderr)
+    built = tables.build(
+        df,
+        study=study,
+        sweep_id=sweep_id,
+        pick=args.pick,
+        top=args.top,
+        protocols=getattr(args, "protocol", None) or (),
+    )
+    sys.stdout.write(tables.render(built, args.format))
     return 0
 
 
@@ -55,10 +56,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     """Write the self-contained HTML report of a sweep (default: the newest)."""
     from transgan_lab.analysis import report
 
-    try:
-        path = report.write_report(sweep_id=args.sweep, tracking_uri=args.tracking_uri, experiment=args.experiment,
-                                   out=args.out)
-    except AnalysisError as e:
-        raise _user_error(e) from None
+    path = report.write_report(
+        sweep_id=args.sweep, tracking_uri=args.tracking_uri, experiment=args.experiment, out=args.out
+    )
     print(f"wrote {path}")
     return 0

@@ -12,17 +12,17 @@ import math
 import os
 import re
 import tempfile
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import matplotlib
 
 matplotlib.use("Agg", force=False)
-from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-import pandas as pd  # noqa: E402
+import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 
-from transgan_lab.analysis.load import AnalysisError  # noqa: E402
+from transgan_lab.analysis.load import AnalysisError
 
 DPI = 100
 
@@ -52,7 +52,9 @@ def curves_figure(
     """`metric` against kimg (step = nimg / 1000), one line per run, or mean ± std per group."""
     d = curves[curves["metric"] == metric]
     if d.empty:
-        raise AnalysisError(f"no history of metric {metric!r} for these runs; pick one of {sorted(curves['metric'].unique())}")
+        raise AnalysisError(
+            f"no history of metric {metric!r} for these runs; pick one of {sorted(curves['metric'].unique())}"
+        )
     fig = _fig()
     ax = fig.add_subplot(1, 1, 1)
     if groups:
@@ -65,8 +67,15 @@ def curves_figure(
     else:
         for run_id, rd in d.groupby("run_id", sort=False):
             lw = 2.2 if run_id in highlight else 1.0
-            ax.plot(rd["kimg"], rd["value"], marker="o", ms=3, lw=lw, alpha=1.0 if (run_id in highlight or not highlight) else 0.55,
-                    label=labels.get(run_id, run_id))
+            ax.plot(
+                rd["kimg"],
+                rd["value"],
+                marker="o",
+                ms=3,
+                lw=lw,
+                alpha=1.0 if (run_id in highlight or not highlight) else 0.55,
+                label=labels.get(run_id, run_id),
+            )
     ax.set_xlabel("kimg (thousands of real images shown to D)")
     ax.set_ylabel(metric_label or metric)
     ax.set_title(title or f"{metric_label or metric} vs kimg")
@@ -116,18 +125,25 @@ def param_importances(
         vals = {p: dists[p][1](r[f"param.{p}"]) for p in cols if pd.notna(r[f"param.{p}"])}
         if len(vals) != len(cols):
             continue
-        study.add_trial(optuna.trial.create_trial(params=vals, distributions={p: dists[p][0] for p in cols},
-                                                  value=float(r[objective_column])))
+        study.add_trial(
+            optuna.trial.create_trial(
+                params=vals, distributions={p: dists[p][0] for p in cols}, value=float(r[objective_column])
+            )
+        )
     if len(study.trials) < 2:
         return {}
-    imp = optuna.importance.get_param_importances(study, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=seed))
+    imp = optuna.importance.get_param_importances(
+        study, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=seed)
+    )
     return {k: float(v) for k, v in imp.items()}
 
 
 def importance_figure(importances: Mapping[str, Mapping[str, float]]) -> Figure:
     """Horizontal bars: objective -> {param: importance}."""
     if not importances or not any(importances.values()):
-        raise AnalysisError("no parameter importances to plot (a sweep needs at least 2 scored trials and a varied param)")
+        raise AnalysisError(
+            "no parameter importances to plot (a sweep needs at least 2 scored trials and a varied param)"
+        )
     objs = [o for o, v in importances.items() if v]
     fig = _fig(6.4, 1.2 + 0.45 * max(len(v) for v in importances.values()) * len(objs))
     for i, o in enumerate(objs):
@@ -213,5 +229,12 @@ def sample_grid_figure(samples: Sequence[tuple[str, object]], *, cols: int = 3) 
     return fig
 
 
-__all__ = ["curves_figure", "param_importances", "importance_figure", "pareto_figure", "newest_sample_image",
-           "sample_grid_figure", "png_bytes"]
+__all__ = [
+    "curves_figure",
+    "param_importances",
+    "importance_figure",
+    "pareto_figure",
+    "newest_sample_image",
+    "sample_grid_figure",
+    "png_bytes",
+]

@@ -22,49 +22,50 @@ from __future__ import annotations
 import json
 import math
 import os
-import urllib.error
-import urllib.request
 import warnings
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import pandas as pd
 
-TAG_PREFIX = "transgan."
-DEFAULT_TRACKING_URI = "sqlite:///runs/mlflow.db"
+from transgan_lab import metric_registry
+from transgan_lab.tracking_client import TAG, check_readable, mlflow_client, resolve_tracking_uri, tag_filter
+from transgan_lab.tracking_client import TrackingUnavailable as TrackingUnavailable  # raised here, for callers
 
 # The documented `transgan.*` tags that become plain columns.
 TAG_COLUMNS = (
-    "kind", "preset", "dataset", "sweep_id", "trial_id", "study", "variant", "seed", "config_hash",
-    "dynamics_hash", "git_commit", "gpu", "checkpoint_uri",
+    "kind",
+    "preset",
+    "dataset",
+    "sweep_id",
+    "trial_id",
+    "study",
+    "variant",
+    "seed",
+    "config_hash",
+    "dynamics_hash",
+    "git_commit",
+    "gpu",
+    "checkpoint_uri",
 )
 RUN_COLUMNS = (
-    "run_id", "run_name", "experiment_id", "experiment", "parent_run_id", "status", "start_time",
-    "end_time", "duration_s", "last_kimg",
+    "run_id",
+    "run_name",
+    "experiment_id",
+    "experiment",
+    "parent_run_id",
+    "status",
+    "start_time",
+    "end_time",
+    "duration_s",
+    "last_kimg",
 ) + TAG_COLUMNS
-
-# Evaluation metrics (DEVELOPERS.md "Metrics") and which way is better.
-EVAL_METRICS = ("fid", "is", "kid", "digits_fid", "digits_is")
-# Throughput metrics summarised by their median over the run (the first reports include warm-up).
-THROUGHPUT_METRICS = ("img_per_s", "sec_per_kimg")
 
 
 class AnalysisError(ValueError):
-    """A problem with the recorded runs or the request that the user can fix; names the fix."""
-
-
-class TrackingUnavailable(AnalysisError):
-    """The MLflow store cannot be reached or does not exist."""
-
-
-def metric_direction(name: str) -> str:
-    """'min' or 'max': which way a metric is better (FID/KID/losses/time down; IS/img_per_s up)."""
-    base = name.rsplit(".", 1)[-1]
-    return "max" if (base == "is" or base.endswith("_is") or base == "img_per_s") else "min"
-
-
-def is_eval_metric(name: str) -> bool:
-    return name in EVAL_METRICS
+    """A problem with the recorded runs or the request that the user can fix; names the fix.
+    (An unreachable or missing store raises ``TrackingUnavailable``, shared with ``platform``.)"""
 
 
 def canonical_json(text: str | None) -> str | None:
@@ -80,48 +81,17 @@ def canonical_json(text: str | None) -> str | None:
 # --------------------------------------------------------------------------------- the store
 
 
-def resolve_tracking_uri(uri: str | None) -> str:
-    """`--tracking-uri`, else $MLFLOW_TRACKING_URI, else sqlite:///runs/mlflow.db (what the demo writes)."""
-    return uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+def store_uri(tracking_uri: str | None) -> str:
+    """`--tracking-uri`, else $MLFLOW_TRACKING_URI, else runs/mlflow.db (what the demo writes)."""
+    return resolve_tracking_uri(override=tracking_uri)
 
 
-def _check_store(uri: str) -> None:
-    """Fail early with a clear message instead of creating an empty store or retrying for minutes."""
-    if uri.startswith("sqlite:///"):
-        path = Path(uri[len("sqlite:///"):])
-        if not path.exists():
-            raise TrackingUnavailable(
-                f"no MLflow store at {path} (tracking URI {uri}); run `make demo` to record runs there, "
-                "or pass --tracking-uri (or set MLFLOW_TRACKING_URI) to the store that holds your runs"
-            )
-    elif uri.startswith(("http://", "https://")):
-        try:
-            with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=10) as r:
-                r.read()
-        except (urllib.error.URLError, OSError) as e:
-            raise TrackingUnavailable(
-                f"no MLflow server answers at {uri} ({getattr(e, 'reason', e)}); start it "
-                "(`transgan-lab ui` or `mlflow server`) or pass the right --tracking-uri"
-            ) from None
-    elif uri.startswith("file:") or "://" not in uri:
-        raise TrackingUnavailable(
-            f"tracking URI {uri!r} is a plain directory store, which MLflow 3.13+ refuses; use "
-            "sqlite:///path/to/mlflow.db or an http:// server"
-        )
-
-
-def client(tracking_uri: str | None = None):
-    """An MlflowClient on the resolved, checked store."""
-    from mlflow.tracking import MlflowClient
-
-    uri = resolve_tracking_uri(tracking_uri)
-    _check_store(uri)
-    return MlflowClient(tracking_uri=uri)
-
-
-def _tag_filter(key: str, value: str) -> str:
-    escaped = str(value).replace("'", "\\'")
-    return f"tags.`{key}` = '{escaped}'"
+def open_store(tracking_uri: str | None = None):
+    """An MlflowClient on the resolved store; a clear error instead of creating an empty store or
+    retrying for minutes when it does not exist or does not answer."""
+    uri = store_uri(tracking_uri)
+    check_readable(uri)
+    return mlflow_client(uri)
 
 
 def _experiments(cl, experiment: str | None) -> dict[str, str]:
@@ -135,12 +105,17 @@ def _experiments(cl, experiment: str | None) -> dict[str, str]:
     return {e.experiment_id: e.name for e in cl.search_experiments()}
 
 
-def _search(cl, exp_ids: list[str], filter_string: str, order_by: list[str] | None = None, max_results: int | None = None):
+def _search(
+    cl, exp_ids: list[str], filter_string: str, order_by: list[str] | None = None, max_results: int | None = None
+):
     runs, token = [], None
     while True:
         page = cl.search_runs(
-            exp_ids, filter_string=filter_string, order_by=order_by or ["attributes.start_time ASC"],
-            max_results=min(max_results or 1000, 1000), page_token=token,
+            exp_ids,
+            filter_string=filter_string,
+            order_by=order_by or ["attributes.start_time ASC"],
+            max_results=min(max_results or 1000, 1000),
+            page_token=token,
         )
         runs.extend(page)
         token = page.token
@@ -150,17 +125,17 @@ def _search(cl, exp_ids: list[str], filter_string: str, order_by: list[str] | No
 
 def newest_sweep_id(*, tracking_uri: str | None = None, experiment: str | None = None) -> str:
     """The sweep id of the newest parent run of kind `sweep`."""
-    cl = client(tracking_uri)
+    cl = open_store(tracking_uri)
     exps = _experiments(cl, experiment)
-    runs = _search(cl, list(exps), _tag_filter(TAG_PREFIX + "kind", "sweep"), ["attributes.start_time DESC"], 1)
+    runs = _search(cl, list(exps), tag_filter({TAG + "kind": "sweep"}), ["attributes.start_time DESC"], 1)
     if not runs:
         raise AnalysisError(
-            f"no sweep is recorded in {resolve_tracking_uri(tracking_uri)}"
+            f"no sweep is recorded in {store_uri(tracking_uri)}"
             + (f" (experiment {experiment!r})" if experiment else "")
             + "; run `transgan-lab sweep ...` (or `make demo`) first, or pass --tracking-uri"
         )
     tags = runs[0].data.tags
-    return tags.get(TAG_PREFIX + "sweep_id") or runs[0].info.run_name
+    return tags.get(TAG + "sweep_id") or runs[0].info.run_name
 
 
 # ------------------------------------------------------------------------------- typing
@@ -204,7 +179,7 @@ def _to_utc(ms: int | None) -> pd.Timestamp | None:
 
 def load_runs(
     *,
-    tracking_uri: str | None = None,  # MLflow URI (default: $MLFLOW_TRACKING_URI or sqlite:///runs/mlflow.db)
+    tracking_uri: str | None = None,  # MLflow URI (default: $MLFLOW_TRACKING_URI or runs/mlflow.db)
     experiment: str | None = None,  # experiment name; None = every experiment in the store
     sweep_id: str | None = None,  # only runs tagged transgan.sweep_id = this (parent and trials)
     tags: dict[str, str | list[str]] | None = None,  # tag filters (keys without `transgan.`); a list = any of
@@ -212,18 +187,20 @@ def load_runs(
     histories: bool = True,  # fetch metric histories for best.* and median.* columns
 ) -> pd.DataFrame:
     """Search MLflow and return one typed row per run (see the module docstring for the columns)."""
-    cl = client(tracking_uri)
+    cl = open_store(tracking_uri)
     exps = _experiments(cl, experiment)
     filters = []
     if sweep_id:
-        filters.append(_tag_filter(TAG_PREFIX + "sweep_id", sweep_id))
+        filters.append(tag_filter({TAG + "sweep_id": sweep_id}))
     alternatives: list[str] = [""]  # a list of values = one search per value (MLflow filters have no OR)
     for k, v in (tags or {}).items():
-        key = k if k.startswith(("mlflow.", TAG_PREFIX)) else TAG_PREFIX + k
+        key = k if k.startswith(("mlflow.", TAG)) else TAG + k
         if isinstance(v, (list, tuple, set)):
-            alternatives = [f"{a} and {_tag_filter(key, x)}" if a else _tag_filter(key, x) for a in alternatives for x in v]
+            alternatives = [
+                f"{a} and {tag_filter({key: x})}" if a else tag_filter({key: x}) for a in alternatives for x in v
+            ]
         else:
-            filters.append(_tag_filter(key, v))
+            filters.append(tag_filter({key: v}))
     runs, seen = [], set()
     for alt in alternatives:
         for r in _search(cl, list(exps), " and ".join(filters + ([alt] if alt else []))):
@@ -233,8 +210,10 @@ def load_runs(
     runs.sort(key=lambda r: (r.info.start_time or 0, r.info.run_id))
     if kinds is not None:
         wanted = set(kinds)
-        runs = [r for r in runs if r.data.tags.get(TAG_PREFIX + "kind") in wanted]
-    return runs_to_frame(runs, experiments=exps, history=(lambda run_id, key: cl.get_metric_history(run_id, key)) if histories else None)
+        runs = [r for r in runs if r.data.tags.get(TAG + "kind") in wanted]
+    return runs_to_frame(
+        runs, experiments=exps, history=(lambda run_id, key: cl.get_metric_history(run_id, key)) if histories else None
+    )
 
 
 def runs_to_frame(runs: list, *, experiments: dict[str, str] | None = None, history=None) -> pd.DataFrame:
@@ -258,25 +237,27 @@ def runs_to_frame(runs: list, *, experiments: dict[str, str] | None = None, hist
             "duration_s": (end - start).total_seconds() if (start is not None and end is not None) else None,
         }
         for name in TAG_COLUMNS:
-            row[name] = t.get(TAG_PREFIX + name)
+            row[name] = t.get(TAG + name)
         for key, value in t.items():
-            if key.startswith(TAG_PREFIX + "protocol."):
-                row["protocol." + key[len(TAG_PREFIX + "protocol."):]] = canonical_json(value)
-            elif key.startswith(TAG_PREFIX) and key[len(TAG_PREFIX):] not in TAG_COLUMNS:
-                row["tag." + key[len(TAG_PREFIX):]] = value
+            if key.startswith(TAG + "protocol."):
+                row["protocol." + key[len(TAG + "protocol.") :]] = canonical_json(value)
+            elif key.startswith(TAG) and key[len(TAG) :] not in TAG_COLUMNS:
+                row["tag." + key[len(TAG) :]] = value
         for key, value in data.metrics.items():
             row["final." + key] = float(value)
         for key in sorted(data.metrics):
-            has_protocol = (TAG_PREFIX + "protocol." + key) in t
-            if history is None or not (is_eval_metric(key) or has_protocol or key in THROUGHPUT_METRICS):
+            has_protocol = (TAG + "protocol." + key) in t
+            if history is None or not (
+                key in metric_registry.EVAL_METRICS or has_protocol or key in metric_registry.THROUGHPUT_METRICS
+            ):
                 continue
             hist = sorted(history(info.run_id, key), key=lambda m: (m.step, m.timestamp))
             if not hist:
                 continue
-            if key in THROUGHPUT_METRICS:
+            if key in metric_registry.THROUGHPUT_METRICS:
                 row["median." + key] = float(pd.Series([m.value for m in hist]).median())
             else:
-                pick = min if metric_direction(key) == "min" else max
+                pick = min if metric_registry.lower_is_better(key) else max
                 best = pick(hist, key=lambda m: m.value)  # first occurrence of the best value
                 row["best." + key] = float(best.value)
                 row["best_kimg." + key] = best.step / 1000.0
@@ -314,10 +295,16 @@ def _assemble(rows: list[dict[str, Any]], params: dict[str, list[Any]], *, n: in
         cols[c] = pd.Series(vals, index=index, dtype=dtype)
     for key in sorted(params):
         cols["param." + key] = _typed_series(params[key], index)
-    order = list(RUN_COLUMNS) + [c for c in extra if c.startswith("tag.")] + [c for c in extra if c.startswith("protocol.")]
+    order = (
+        list(RUN_COLUMNS) + [c for c in extra if c.startswith("tag.")] + [c for c in extra if c.startswith("protocol.")]
+    )
     order += [c for fam in float_families for c in extra if c.startswith(fam)]
     order += [c for c in extra if c not in order] + ["param." + k for k in sorted(params)]
-    return pd.DataFrame(cols, index=index)[order] if rows else pd.DataFrame({c: pd.Series(dtype="string") for c in RUN_COLUMNS})
+    return (
+        pd.DataFrame(cols, index=index)[order]
+        if rows
+        else pd.DataFrame({c: pd.Series(dtype="string") for c in RUN_COLUMNS})
+    )
 
 
 # --------------------------------------------------------------------------------- curves
@@ -330,7 +317,7 @@ def load_curves(
     tracking_uri: str | None = None,  # MLflow URI (see load_runs)
 ) -> pd.DataFrame:
     """Long frame `run_id, metric, step, kimg, value` from the metric histories (step = nimg)."""
-    cl = client(tracking_uri)
+    cl = open_store(tracking_uri)
     out = []
     for run_id in run_ids:
         for key in metrics:
@@ -367,11 +354,15 @@ def import_parquet(path: str | os.PathLike) -> pd.DataFrame:
 
     path = Path(path)
     if not path.exists():
-        raise AnalysisError(f"Parquet file {path} does not exist; write one with `transgan-lab table ... --export {path}`")
+        raise AnalysisError(
+            f"Parquet file {path} does not exist; write one with `transgan-lab table ... --export {path}`"
+        )
     try:
         table = pq.read_table(path)
     except Exception as e:  # noqa: BLE001 - pyarrow raises several types for damaged files
         raise AnalysisError(f"{path} is not a readable Parquet file ({e}); export it again with --export") from None
     if (table.schema.metadata or {}).get(b"transgan.kind") != _PARQUET_KIND:
-        raise AnalysisError(f"{path} was not written by `transgan-lab table --export` (no runs schema marker); export it again")
+        raise AnalysisError(
+            f"{path} was not written by `transgan-lab table --export` (no runs schema marker); export it again"
+        )
     return table.to_pandas().reset_index(drop=True)

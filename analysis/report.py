@@ -9,21 +9,24 @@ from __future__ import annotations
 
 import base64
 import html
+from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Sequence
 
 import pandas as pd
 
+from transgan_lab import metric_registry
 from transgan_lab.analysis import figures, load, tables
 from transgan_lab.analysis.aggregate import PICK_LABELS, value_column
-from transgan_lab.analysis.load import metric_direction
+from transgan_lab.analysis.pareto import pareto_mask
 
 MIN_TRIALS_FOR_IMPORTANCE = 4  # fANOVA on fewer trials is noise
 
 _CSS = """
-body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margin:24px auto;max-width:1100px;color:#222;background:#fff}
-h1{font-size:1.5em;margin-bottom:4px} h2{font-size:1.15em;margin-top:28px;border-bottom:1px solid #ddd;padding-bottom:4px}
+body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margin:24px auto;max-width:1100px;
+  color:#222;background:#fff}
+h1{font-size:1.5em;margin-bottom:4px}
+h2{font-size:1.15em;margin-top:28px;border-bottom:1px solid #ddd;padding-bottom:4px}
 .meta{color:#555;font-size:.9em} figure{margin:12px 0} figcaption{color:#555;font-size:.85em}
 img.fig{max-width:100%;border:1px solid #eee}
 .grid{display:grid;grid-template-columns:repeat(auto-fit,minmax(460px,1fr));gap:8px}
@@ -82,26 +85,37 @@ def build_report_html(
     searched = tables.searched_params(trials, parent)
     primary = objectives[0]
     labels = dict(zip(trials["run_id"], trials["run_name"].astype(str)))
-    label_of = lambda o: tables.METRIC_LABELS.get(o, o)  # noqa: E731
+    label_of = metric_registry.label
     ranked_names = [r["trial"].text for r in table.sections[0].rows]
     top_ids = [rid for rid, name in labels.items() if name in ranked_names]
     status_counts = trials["status"].value_counts().sort_index()
-    parts = [f"<h1>Sweep report: {html.escape(sweep_id)}</h1>",
-             f'<p class="meta">{len(trials)} trials ('
-             + ", ".join(f"{int(n)} {html.escape(str(s))}" for s, n in status_counts.items())
-             + f"); objectives: {html.escape(', '.join(objectives))}; per-run value: {html.escape(PICK_LABELS[pick])}"
-             + (f"; source: {html.escape(source)}" if source else "")
-             + f"; generated {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}</p>",
-             '<p class="meta" id="tgl-render-status">images-pending</p>',
-             "<h2>Top trials</h2>", f'<div class="scroll">{tables.render_html(table)}</div>']
+    parts = [
+        f"<h1>Sweep report: {html.escape(sweep_id)}</h1>",
+        f'<p class="meta">{len(trials)} trials ('
+        + ", ".join(f"{int(n)} {html.escape(str(s))}" for s, n in status_counts.items())
+        + f"); objectives: {html.escape(', '.join(objectives))}; per-run value: {html.escape(PICK_LABELS[pick])}"
+        + (f"; source: {html.escape(source)}" if source else "")
+        + f"; generated {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}</p>",
+        '<p class="meta" id="tgl-render-status">images-pending</p>',
+        "<h2>Top trials</h2>",
+        f'<div class="scroll">{tables.render_html(table)}</div>',
+    ]
 
     if curves is not None and not curves.empty:
         parts.append("<h2>Training curves (step = images shown to D)</h2>")
         parts.append('<div class="grid">')
         for m in [primary] + [m for m in ("digits_is", "is", "loss_d", "loss_g") if m != primary]:
             if (curves["metric"] == m).any():
-                fig = figures.curves_figure(curves, metric=m, labels=labels, highlight=top_ids[:3], metric_label=label_of(m))
-                parts.append(_figure(fig, f"{m} vs kimg", f"{label_of(m)} of every trial against kimg; the top 3 trials are drawn thicker."))
+                fig = figures.curves_figure(
+                    curves, metric=m, labels=labels, highlight=top_ids[:3], metric_label=label_of(m)
+                )
+                parts.append(
+                    _figure(
+                        fig,
+                        f"{m} vs kimg",
+                        f"{label_of(m)} of every trial against kimg; the top 3 trials are drawn thicker.",
+                    )
+                )
         parts.append("</div>")
 
     importances = {}
@@ -109,42 +123,72 @@ def build_report_html(
         col = value_column(o, pick) if value_column(o, pick) in trials else f"final.{o}"
         finished = trials[trials["status"] == "FINISHED"]
         if col in trials and finished[col].notna().sum() >= MIN_TRIALS_FOR_IMPORTANCE:
-            imp = figures.param_importances(finished, params=searched, objective_column=col, direction=metric_direction(o))
+            imp = figures.param_importances(
+                finished, params=searched, objective_column=col, direction=metric_registry.mode(o)
+            )
             if imp:
                 importances[label_of(o)] = imp
     parts.append("<h2>Parameter importances</h2>")
     if importances:
-        parts.append(_figure(figures.importance_figure(importances), "parameter importances",
-                             "fANOVA importances (Optuna) of the searched params, from the finished trials' recorded values."))
-        parts.append("<ul>" + "".join(f"<li>{html.escape(o)}: " + ", ".join(f"{html.escape(k)} {v:.3f}" for k, v in imp.items())
-                                      + "</li>" for o, imp in importances.items()) + "</ul>")
+        parts.append(
+            _figure(
+                figures.importance_figure(importances),
+                "parameter importances",
+                "fANOVA importances (Optuna) of the searched params, from the finished trials' recorded values.",
+            )
+        )
+        parts.append(
+            "<ul>"
+            + "".join(
+                f"<li>{html.escape(o)}: " + ", ".join(f"{html.escape(k)} {v:.3f}" for k, v in imp.items()) + "</li>"
+                for o, imp in importances.items()
+            )
+            + "</ul>"
+        )
     else:
-        parts.append(f'<p class="note">Importances need at least {MIN_TRIALS_FOR_IMPORTANCE} finished, scored trials '
-                     'with varied params; this sweep has fewer.</p>')
+        parts.append(
+            f'<p class="note">Importances need at least {MIN_TRIALS_FOR_IMPORTANCE} finished, scored trials '
+            "with varied params; this sweep has fewer.</p>"
+        )
 
     if len(objectives) > 1:
         cols = [value_column(o, pick) if value_column(o, pick) in trials else f"final.{o}" for o in objectives[:2]]
         fin = trials[(trials["status"] == "FINISHED")]
         pts = fin[["run_name"] + cols].dropna().astype({c: float for c in cols}).reset_index(drop=True)
         if len(pts) >= 2:
-            pts = pts.assign(pareto=tables.pareto_mask(pts[cols], [metric_direction(o) for o in objectives[:2]]),
-                             label=pts["run_name"].str.replace(f"{sweep_id}-", "", regex=False))
+            pts = pts.assign(
+                pareto=pareto_mask(pts[cols], [metric_registry.mode(o) for o in objectives[:2]]),
+                label=pts["run_name"].str.replace(f"{sweep_id}-", "", regex=False),
+            )
             parts.append("<h2>Pareto front</h2>")
-            parts.append(_figure(figures.pareto_figure(pts, x=cols[1], y=cols[0], x_label=label_of(objectives[1]),
-                                                       y_label=label_of(objectives[0])),
-                                 "Pareto front", f"Finished trials on {label_of(objectives[0])} and {label_of(objectives[1])}; "
-                                 "red = not dominated by another trial."))
+            parts.append(
+                _figure(
+                    figures.pareto_figure(
+                        pts, x=cols[1], y=cols[0], x_label=label_of(objectives[1]), y_label=label_of(objectives[0])
+                    ),
+                    "Pareto front",
+                    f"Finished trials on {label_of(objectives[0])} and {label_of(objectives[1])}; "
+                    "red = not dominated by another trial.",
+                )
+            )
 
     parts.append("<h2>Samples</h2>")
     if samples:
-        parts.append(_figure(figures.sample_grid_figure(samples), "sample grids",
-                             "Newest fixed-z EMA sample grid of each top trial (title: trial, kimg)."))
+        parts.append(
+            _figure(
+                figures.sample_grid_figure(samples),
+                "sample grids",
+                "Newest fixed-z EMA sample grid of each top trial (title: trial, kimg).",
+            )
+        )
     else:
         parts.append('<p class="note">No sample grids were logged for these trials.</p>')
     body = "\n".join(parts)
-    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-            f"<title>Sweep report: {html.escape(sweep_id)}</title><style>{_CSS}</style></head>\n"
-            f"<body>\n{body}\n<script>{_SCRIPT}</script>\n</body></html>\n")
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f"<title>Sweep report: {html.escape(sweep_id)}</title><style>{_CSS}</style></head>\n"
+        f"<body>\n{body}\n<script>{_SCRIPT}</script>\n</body></html>\n"
+    )
 
 
 def write_report(
@@ -161,10 +205,10 @@ def write_report(
     df = load.load_runs(tracking_uri=tracking_uri, experiment=experiment, sweep_id=sweep_id)
     _, trials = tables.sweep_frames(df, sweep_id)
     metrics = sorted({c.split(".", 1)[1] for c in trials.columns if c.startswith("final.")})
-    wanted = [m for m in metrics if m in load.EVAL_METRICS or m in ("loss_d", "loss_g")]
+    wanted = [m for m in metrics if m in metric_registry.EVAL_METRICS or m in ("loss_d", "loss_g")]
     curves = load.load_curves(run_ids=list(trials["run_id"]), metrics=wanted, tracking_uri=tracking_uri)
     table = tables.sweep_table(df, sweep_id=sweep_id, pick=pick, top=top)
-    cl = load.client(tracking_uri)
+    cl = load.open_store(tracking_uri)
     by_name = dict(zip(trials["run_name"].astype(str), trials["run_id"]))
     samples = []
     for r in table.sections[0].rows[:6]:
@@ -172,8 +216,15 @@ def write_report(
         if got is not None:
             step, img = got
             samples.append((f"{r['trial'].text} @ {step / 1000:g} kimg", img))
-    text = build_report_html(df, sweep_id=sweep_id, curves=curves, samples=samples, pick=pick, top=top,
-                             source=f"{load.resolve_tracking_uri(tracking_uri)}" + (f" / {experiment}" if experiment else ""))
+    text = build_report_html(
+        df,
+        sweep_id=sweep_id,
+        curves=curves,
+        samples=samples,
+        pick=pick,
+        top=top,
+        source=f"{load.store_uri(tracking_uri)}" + (f" / {experiment}" if experiment else ""),
+    )
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(out.suffix + ".tmp")

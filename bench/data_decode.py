@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -28,13 +27,11 @@ from types import SimpleNamespace
 import numpy as np
 import torch
 from PIL import Image
+from train_step import machine
+
+from transgan_lab.trainers.data import build_dataset
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "src"))
-sys.path.insert(0, str(REPO / "bench"))
-
-from train_step import machine  # noqa: E402
-from transgan_lab.trainers.data import build_dataset  # noqa: E402
 
 
 def write_faces(folder: Path, n: int, seed: int = 0) -> None:
@@ -60,8 +57,14 @@ def main(argv=None) -> int:
     report = {"benchmark": "data_decode", "machine": machine(), "settings": vars(args), "workers": {}}
     with tempfile.TemporaryDirectory() as tmp:
         write_faces(Path(tmp) / "img_align_celeba", args.images)
-        sets = {w: build_dataset(SimpleNamespace(dataset="celeba", root=tmp, resolution=args.resolution, channels=3,
-                                                 download=False, loader_workers=w)) for w in workers}
+        sets = {
+            w: build_dataset(
+                SimpleNamespace(
+                    dataset="celeba", root=tmp, resolution=args.resolution, channels=3, download=False, loader_workers=w
+                )
+            )
+            for w in workers
+        }
         batches = [list(range(lo, min(lo + args.batch, args.images))) for lo in range(0, args.images, args.batch)]
         first = {w: ds.get_batch(batches[0]) for w, ds in sets.items()}  # warm-up: imports, thread start
         same = all(torch.equal(first[w], first[workers[0]]) for w in workers)

@@ -26,20 +26,17 @@ import gc
 import json
 import shutil
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
+from train_step import matmul_gflops, mode_patches, new_trainer, time_steps
+
+from transgan_lab.trainers import hashing
+from transgan_lab.trainers.models import build_discriminator, build_generator
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "src"))
-sys.path.insert(0, str(REPO / "bench"))
-
-from transgan_lab.trainers import hashing  # noqa: E402
-from transgan_lab.trainers.models import build_discriminator, build_generator  # noqa: E402
-from train_step import matmul_gflops, mode_patches, new_trainer, time_steps  # noqa: E402
 
 CONFIGS = REPO / "bench" / "configs"
 PRESETS = ("cifar10-v2", "digits-tiny", "stl10-xl", "celeba64-xl")
@@ -184,9 +181,16 @@ def main(argv=None) -> int:
     steps, warmup, rounds = (1, 1, 1) if args.smoke else (5, 3, 3)
     # --smoke: one D update per step (the code path, quickly: bf16 is emulated on most CPUs)
     smoke = {"optim.n_critic": 1} if args.smoke else {}
-    report: dict = {"benchmark": "gpu_bench", "preset": preset, "smoke": args.smoke, "device": str(device),
-                    "card": torch.cuda.get_device_name(0) if device.type == "cuda" else "cpu",
-                    "torch": torch.__version__, "cuda": torch.version.cuda, "errors": {}}
+    report: dict = {
+        "benchmark": "gpu_bench",
+        "preset": preset,
+        "smoke": args.smoke,
+        "device": str(device),
+        "card": torch.cuda.get_device_name(0) if device.type == "cuda" else "cpu",
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "errors": {},
+    }
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
@@ -203,8 +207,12 @@ def main(argv=None) -> int:
         (out / "gpu_bench.json").write_text(json.dumps(report, indent=1, default=str))
 
     n, reps = (1024, 5) if args.smoke else (8192, 50)
-    section("matmul_peak", lambda: report.update(
-        matmul_peak_bf16_tflops=matmul_gflops(str(device), n, reps, dtypes=("bf16",))["bf16"] / 1e3))
+    section(
+        "matmul_peak",
+        lambda: report.update(
+            matmul_peak_bf16_tflops=matmul_gflops(str(device), n, reps, dtypes=("bf16",))["bf16"] / 1e3
+        ),
+    )
     section("agreement", lambda: report.update(agreement=output_agreement(load_cfg(preset), device)))
     tmp = Path(tempfile.mkdtemp())
 
@@ -221,16 +229,25 @@ def main(argv=None) -> int:
         report["speedup"] = report["fast"]["img_per_s"] / report["baseline"]["img_per_s"]
 
     section("step_timing", timings)
-    section("eval_generation", lambda: report.update(
-        eval_generation=eval_throughput(load_cfg(preset), device, 512 if args.smoke else 50_000, 500)))
+    section(
+        "eval_generation",
+        lambda: report.update(
+            eval_generation=eval_throughput(load_cfg(preset), device, 512 if args.smoke else 50_000, 500)
+        ),
+    )
     report["memory"] = {}
     for p in ("digits-tiny",) if args.smoke else MEMORY_PRESETS:
         section(f"memory:{p}", lambda p=p: report["memory"].update({p: memory_at_paper_batch(p, device, tmp, **smoke)}))
     shutil.rmtree(tmp, ignore_errors=True)
-    print(json.dumps({k: v for k, v in report.items() if k not in ("baseline", "bf16_eager", "fast")}, indent=1, default=str))
+    print(
+        json.dumps(
+            {k: v for k, v in report.items() if k not in ("baseline", "bf16_eager", "fast")}, indent=1, default=str
+        )
+    )
     if "speedup" in report:
         print(f"speedup x{report['speedup']:.2f}; MFU fast {report['fast']['mfu']:.3f}; wrote {out / 'gpu_bench.json'}")
     return 1 if report["errors"] else 0
+
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -19,20 +19,17 @@ from __future__ import annotations
 import argparse
 import functools
 import json
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
+from gpu_bench import load_cfg, step_rate
+from train_step import new_trainer
+
+from transgan_lab.trainers import losses
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "src"))
-sys.path.insert(0, str(REPO / "bench"))
-
-from gpu_bench import load_cfg, step_rate  # noqa: E402
-from train_step import new_trainer  # noqa: E402
-from transgan_lab.trainers import losses  # noqa: E402
 
 
 def trainer(cfg, device, out: Path):
@@ -46,6 +43,7 @@ def marked(name: str, fn):
     def wrapper(*args, **kwargs):
         with torch.profiler.record_function(name):
             return fn(*args, **kwargs)
+
     return wrapper
 
 
@@ -60,9 +58,15 @@ def main(argv=None) -> int:
     smoke = {"optim.n_critic": 1} if args.smoke else {}  # one D update per step: the code path, quickly
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    report: dict = {"benchmark": "gpu_profile", "preset": preset, "smoke": args.smoke,
-                    "card": torch.cuda.get_device_name(0) if device.type == "cuda" else "cpu",
-                    "torch": torch.__version__, "mode": "fast path eager (fused SDPA, bf16)", "runs": {}}
+    report: dict = {
+        "benchmark": "gpu_profile",
+        "preset": preset,
+        "smoke": args.smoke,
+        "card": torch.cuda.get_device_name(0) if device.type == "cuda" else "cpu",
+        "torch": torch.__version__,
+        "mode": "fast path eager (fused SDPA, bf16)",
+        "runs": {},
+    }
     t_start = time.perf_counter()
 
     def save():
@@ -76,7 +80,9 @@ def main(argv=None) -> int:
             print(f"[{time.perf_counter() - t_start:6.1f} s] {name} {over}", flush=True)
             t = trainer(load_cfg(preset, **smoke, **over), device, Path(tmp) / name)
             r = step_rate(t, "bf16", steps=steps, warmup=warmup, rounds=rounds)
-            r.update(batch_d=t.cfg.optim.batch_d, batch_g=t.cfg.optim.batch_g, gp_weight=t.cfg.loss.gp_weight, overrides=over)
+            r.update(
+                batch_d=t.cfg.optim.batch_d, batch_g=t.cfg.optim.batch_g, gp_weight=t.cfg.loss.gp_weight, overrides=over
+            )
             report["runs"][name] = r
             print(f"  {r['img_per_s']:.1f} img/s, {r['sec_per_step'] * 1e3:.1f} ms/step", flush=True)
             del t
@@ -93,7 +99,9 @@ def main(argv=None) -> int:
             setattr(losses, k, marked(label, saved[k]))
         try:
             step_rate(t, "bf16", steps=1, warmup=1, rounds=1)
-            acts = [torch.profiler.ProfilerActivity.CPU] + ([torch.profiler.ProfilerActivity.CUDA] if device.type == "cuda" else [])
+            acts = [torch.profiler.ProfilerActivity.CPU] + (
+                [torch.profiler.ProfilerActivity.CUDA] if device.type == "cuda" else []
+            )
             with torch.profiler.profile(activities=acts) as prof:
                 step_rate(t, "bf16", steps=2, warmup=0, rounds=1)
         finally:
@@ -105,12 +113,20 @@ def main(argv=None) -> int:
     top = sorted(events, key=lambda e: getattr(e, "self_" + key), reverse=True)[:30]
     report["total_self_us"] = total
     report["top_ops_by_self_time"] = [
-        {"name": e.key, "self_us": getattr(e, "self_" + key), "share": getattr(e, "self_" + key) / total if total else None,
-         "calls": e.count} for e in top]
+        {
+            "name": e.key,
+            "self_us": getattr(e, "self_" + key),
+            "share": getattr(e, "self_" + key) / total if total else None,
+            "calls": e.count,
+        }
+        for e in top
+    ]
     report["ranges_us"] = {e.key: getattr(e, key) for e in events if e.key in patches.values()}
     report["seconds"] = time.perf_counter() - t_start
     save()
-    (out / "gpu_profile_ops.txt").write_text(events.table(sort_by="self_" + key, row_limit=40, max_name_column_width=60))
+    (out / "gpu_profile_ops.txt").write_text(
+        events.table(sort_by="self_" + key, row_limit=40, max_name_column_width=60)
+    )
     print(json.dumps({k: v for k, v in report.items() if k not in ("top_ops_by_self_time",)}, indent=1))
     for e in report["top_ops_by_self_time"][:15]:
         print(f"  {e['share']:6.1%} {e['self_us'] / 1e3:9.1f} ms  {e['calls']:6d}x  {e['name'][:90]}")

@@ -77,18 +77,39 @@ def main() -> None:
     f = D.digits_features(real, net)
     timings["features_1797_s"] = round(time.perf_counter() - t, 3)
     a, b = f["feat"][0::2], f["feat"][1::2]
-    rows.append({"row": "real-vs-real halves", "n_real": len(a), "n_fake": len(b),
-                 "digits_fid": frechet_distance(*feature_stats(a), *feature_stats(b)),
-                 "digits_is": inception_score(f["logits"][1::2], splits=10)[0]})
+    rows.append(
+        {
+            "row": "real-vs-real halves",
+            "n_real": len(a),
+            "n_fake": len(b),
+            "digits_fid": frechet_distance(*feature_stats(a), *feature_stats(b)),
+            "digits_is": inception_score(f["logits"][1::2], splits=10)[0],
+        }
+    )
     rng = np.random.default_rng(0)
     fids = []
     for _ in range(20):
         p = rng.permutation(1797)
         fids.append(frechet_distance(*feature_stats(f["feat"][p[:898]]), *feature_stats(f["feat"][p[898:]])))
-    rows.append({"row": "real-vs-real random halves (20 splits)", "n_real": 899, "n_fake": 898,
-                 "digits_fid": float(np.mean(fids)), "digits_fid_std": float(np.std(fids)), "digits_is": None})
-    rows.append({"row": "real-all (IS of the real data)", "n_real": 1797, "n_fake": 1797, "digits_fid": 0.0,
-                 "digits_is": inception_score(f["logits"], splits=10)[0]})
+    rows.append(
+        {
+            "row": "real-vs-real random halves (20 splits)",
+            "n_real": 899,
+            "n_fake": 898,
+            "digits_fid": float(np.mean(fids)),
+            "digits_fid_std": float(np.std(fids)),
+            "digits_is": None,
+        }
+    )
+    rows.append(
+        {
+            "row": "real-all (IS of the real data)",
+            "n_real": 1797,
+            "n_fake": 1797,
+            "digits_fid": 0.0,
+            "digits_is": inception_score(f["logits"], splits=10)[0],
+        }
+    )
 
     # untrained generator
     try:
@@ -99,8 +120,15 @@ def main() -> None:
         t = time.perf_counter()
         res = evaluate(G, cfg, n_fake=args.n_fake)
         timings[f"evaluate_untrained_G_{args.n_fake}_s"] = round(time.perf_counter() - t, 2)
-        rows.append({"row": "untrained G (digits-tiny, torch.manual_seed(0))", "n_real": 1797, "n_fake": args.n_fake,
-                     "digits_fid": res["digits_fid"]["value"], "digits_is": res["digits_is"]["value"]})
+        rows.append(
+            {
+                "row": "untrained G (digits-tiny, torch.manual_seed(0))",
+                "n_real": 1797,
+                "n_fake": args.n_fake,
+                "digits_fid": res["digits_fid"]["value"],
+                "digits_is": res["digits_is"]["value"],
+            }
+        )
         protocol = res["digits_fid"]["protocol"]
     except ImportError as exc:
         rows.append({"row": f"untrained G: not available ({exc})", "digits_fid": None, "digits_is": None})
@@ -112,24 +140,46 @@ def main() -> None:
         t = time.perf_counter()
         res = evaluate(G, ckpt_cfg, metrics=["digits_fid", "digits_is"], n_fake=args.n_fake)
         timings[f"evaluate_trained_G_{args.n_fake}_s"] = round(time.perf_counter() - t, 2)
-        rows.append({"row": f"trained G ({ckpt})", "n_real": 1797, "n_fake": args.n_fake,
-                     "digits_fid": res["digits_fid"]["value"], "digits_is": res["digits_is"]["value"]})
+        rows.append(
+            {
+                "row": f"trained G ({ckpt})",
+                "n_real": 1797,
+                "n_fake": args.n_fake,
+                "digits_fid": res["digits_fid"]["value"],
+                "digits_is": res["digits_is"]["value"],
+            }
+        )
     else:
-        rows.append({"row": "trained G: pass --checkpoint DIR (the demo's run) to fill this row",
-                     "digits_fid": None, "digits_is": None})
+        rows.append(
+            {
+                "row": "trained G: pass --checkpoint DIR (the demo's run) to fill this row",
+                "digits_fid": None,
+                "digits_is": None,
+            }
+        )
 
     print("digits metric calibration (digits_fid / digits_is: a digits classifier, NOT FID/IS)")
-    print(f"classifier {record['classifier']} sha256 {record['classifier_sha256'][:16]}... "
-          f"held-out accuracy {record['classifier_holdout_accuracy']}")
+    print(
+        f"classifier {record['classifier']} sha256 {record['classifier_sha256'][:16]}... "
+        f"held-out accuracy {record['classifier_holdout_accuracy']}"
+    )
     for r in rows:
-        fid = "-" if r["digits_fid"] is None else f"{r['digits_fid']:.1f}" + (f" ± {r['digits_fid_std']:.1f}" if "digits_fid_std" in r else "")
+        fid = (
+            "-"
+            if r["digits_fid"] is None
+            else f"{r['digits_fid']:.1f}" + (f" ± {r['digits_fid_std']:.1f}" if "digits_fid_std" in r else "")
+        )
         is_ = "-" if r["digits_is"] is None else f"{r['digits_is']:.2f}"
         print(f"  {r['row']:60s} digits_fid {fid:>14s}   digits_is {is_:>6s}")
     print("timings:", json.dumps(timings))
-    out = {"machine": {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-                       "loadavg_1m": os.getloadavg()[0]},
-           "classifier": record, "rows": rows, "timings": timings, "protocol": protocol,
-           "note": "shared 2-core machine; timings vary with load (loadavg recorded)"}
+    out = {
+        "machine": {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(), "loadavg_1m": os.getloadavg()[0]},
+        "classifier": record,
+        "rows": rows,
+        "timings": timings,
+        "protocol": protocol,
+        "note": "shared 2-core machine; timings vary with load (loadavg recorded)",
+    }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(out, indent=1))
     print("wrote", args.out)

@@ -58,8 +58,11 @@ class CurveReporter:
         self.points.append(point)
         if self.echo:
             extra = "  ".join(f"{k} {point[k]:.2f}" for k in point if k.startswith("digits_"))
-            print(f"  {point['train_s']:7.1f} s  {point['kimg']:7.2f} kimg  {point['g_updates']:6d} G updates  "
-                  f"{extra}  ({point['img_per_s']:.0f} img/s)", flush=True)
+            print(
+                f"  {point['train_s']:7.1f} s  {point['kimg']:7.2f} kimg  {point['g_updates']:6d} G updates  "
+                f"{extra}  ({point['img_per_s']:.0f} img/s)",
+                flush=True,
+            )
 
 
 def class_histogram(run_dir: Path, cfg) -> dict:
@@ -83,19 +86,24 @@ def class_histogram(run_dir: Path, cfg) -> dict:
     images = generate_range(G, start=0, stop=N_CLASS_SAMPLES, seed=cfg.eval.seed, batch=500)
     labels = D.digits_features(images, net)["logits"].argmax(axis=1)
     counts = np.bincount(labels, minlength=10)
-    return {"n": N_CLASS_SAMPLES, "counts": counts.tolist(), "classes_present": int((counts > 0).sum()),
-            "min_share": round(float(counts.min() / counts.sum()), 4), "checkpoint_step": int(found.name.split("-")[-1]),
-            "images": images[:100]}
+    return {
+        "n": N_CLASS_SAMPLES,
+        "counts": counts.tolist(),
+        "classes_present": int((counts > 0).sum()),
+        "min_share": round(float(counts.min() / counts.sum()), 4),
+        "checkpoint_step": int(found.name.split("-")[-1]),
+        "images": images[:100],
+    }
 
 
 def step_cost(cfg, *, steps: int = 4) -> dict:
     """Where one training step's time goes on this machine: its counted FLOPs (forward, backward and
     penalty double backward, attention included), the fp32 matmul rate of these threads, and the
     profiler's top operators over a few steps (on a throw-away trainer with the run's config)."""
-    from torch.profiler import ProfilerActivity, profile
-
     from gpu_bench import step_flops
+    from torch.profiler import ProfilerActivity, profile
     from train_step import matmul_gflops
+
     from transgan_lab.trainers.models.attention import math_sdpa
     from transgan_lab.trainers.train import _Trainer
 
@@ -121,8 +129,14 @@ def step_cost(cfg, *, steps: int = 4) -> dict:
         "achieved_gflops": round(step_gflop / sec, 1),
         "matmul_gflops_fp32": round(rate, 1),
         "flop_utilisation": round(step_gflop / sec / rate, 3),
-        "top_ops": [{"op": e.key, "share": round(e.self_cpu_time_total / total, 3),
-                     "ms_per_step": round(e.self_cpu_time_total / 1000 / steps, 2)} for e in top],
+        "top_ops": [
+            {
+                "op": e.key,
+                "share": round(e.self_cpu_time_total / total, 3),
+                "ms_per_step": round(e.self_cpu_time_total / 1000 / steps, 2),
+            }
+            for e in top
+        ],
     }
 
 
@@ -159,8 +173,9 @@ def plot(results: dict, path: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--preset", default="digits-tiny", help="preset name or YAML path (default: digits-tiny)")
-    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                    help="config override (repeatable)")
+    ap.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="config override (repeatable)"
+    )
     ap.add_argument("--label", help="name of this run in the results (default: the preset's name)")
     ap.add_argument("--eval-kimg", type=float, help="evaluate every this many kimg (default: train.kimg / 15)")
     ap.add_argument("--out", default=str(DEFAULT_OUT), help="results JSON; runs are merged by label")
@@ -173,12 +188,18 @@ def main(argv: list[str] | None = None) -> int:
     label = args.label or cfg.name
     with tempfile.TemporaryDirectory(prefix="tgl-ttq-") as tmp:
         cache = Path(tmp) / "cache"
-        cfg = load_config(args.preset, args.overrides + [f"train.eval_kimg={eval_kimg}",
-                                                         f"eval.cache_dir={os.environ.get('TRANSGAN_LAB_TTQ_CACHE', cache)}"])
+        cfg = load_config(
+            args.preset,
+            args.overrides
+            + [f"train.eval_kimg={eval_kimg}", f"eval.cache_dir={os.environ.get('TRANSGAN_LAB_TTQ_CACHE', cache)}"],
+        )
         run_dir = Path(args.keep) if args.keep else Path(tmp) / "run"
         run_dir.mkdir(parents=True, exist_ok=True)
-        print(f"[{label}] {cfg.train.kimg:g} kimg = {total_steps(cfg)} G updates, evaluation every {eval_kimg:g} kimg, "
-              f"{torch.get_num_threads()} threads", flush=True)
+        print(
+            f"[{label}] {cfg.train.kimg:g} kimg = {total_steps(cfg)} G updates, evaluation every {eval_kimg:g} kimg, "
+            f"{torch.get_num_threads()} threads",
+            flush=True,
+        )
         reporter = CurveReporter(primary=cfg.eval.primary, echo=True)
         t0 = time.perf_counter()
         result = train(cfg, reporter, out_dir=run_dir, progress=False)
@@ -190,7 +211,9 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     results = json.loads(out.read_text()) if out.exists() else {"runs": {}}
     results["reference"] = {  # bench/results/metrics_calibration_cpu.json, same metric and protocol
-        "real_vs_real_digits_fid": 14.9, "real_digits_is": 9.43, "untrained_digits_tiny_fid": 2676,
+        "real_vs_real_digits_fid": 14.9,
+        "real_digits_is": 9.43,
+        "untrained_digits_tiny_fid": 2676,
     }
     last = reporter.points[-1]
     results["runs"][label] = {
@@ -213,8 +236,12 @@ def main(argv: list[str] | None = None) -> int:
         "step_cost": cost,
         "curve": reporter.points,
         "config": cfg.model_dump(mode="json"),
-        "machine": {"cpu": _platform.processor() or _platform.machine(), "cores": os.cpu_count(),
-                    "threads": torch.get_num_threads(), "torch": torch.__version__},
+        "machine": {
+            "cpu": _platform.processor() or _platform.machine(),
+            "cores": os.cpu_count(),
+            "threads": torch.get_num_threads(),
+            "torch": torch.__version__,
+        },
         "measured_at": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "note": args.note,
     }
@@ -223,12 +250,17 @@ def main(argv: list[str] | None = None) -> int:
     plot(results, out.with_suffix(".png"))
     save_grid(grid_images, out.with_name(f"{out.stem}_{label}_samples.png"), nrow=10)
     r = results["runs"][label]
-    print(f"[{label}] final digits_fid {r['final_digits_fid']:.1f}  digits_is {r['final_digits_is']:.2f}  after "
-          f"{r['train_seconds']:.0f} s of training ({r['g_updates']} G updates, {r['kimg']:g} kimg, {r['img_per_s']:.0f} img/s); "
-          f"evaluation {r['eval_seconds']:.0f} s; classes {hist['counts']}")
-    print(f"[{label}] one step = {cost['step_gflop']:.2f} GFLOP: {r['achieved_gflops']:.0f} GFLOP/s in the run, "
-          f"{cost['achieved_gflops']:.0f} profiled, vs {cost['matmul_gflops_fp32']:.0f} GFLOP/s fp32 matmul; top ops: "
-          + ", ".join(f"{o['op']} {o['share']:.0%}" for o in cost["top_ops"][:5]))
+    print(
+        f"[{label}] final digits_fid {r['final_digits_fid']:.1f}  digits_is {r['final_digits_is']:.2f}  after "
+        f"{r['train_seconds']:.0f} s of training ({r['g_updates']} G updates, {r['kimg']:g} kimg, "
+        f"{r['img_per_s']:.0f} img/s); "
+        f"evaluation {r['eval_seconds']:.0f} s; classes {hist['counts']}"
+    )
+    print(
+        f"[{label}] one step = {cost['step_gflop']:.2f} GFLOP: {r['achieved_gflops']:.0f} GFLOP/s in the run, "
+        f"{cost['achieved_gflops']:.0f} profiled, vs {cost['matmul_gflops_fp32']:.0f} GFLOP/s fp32 matmul; top ops: "
+        + ", ".join(f"{o['op']} {o['share']:.0%}" for o in cost["top_ops"][:5])
+    )
     print(f"wrote {out}, {out.with_suffix('.png')}")
     return 0
 

@@ -31,11 +31,10 @@ from pathlib import Path
 
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "src"))
+from transgan_lab.trainers import train as engine
+from transgan_lab.trainers.models import attention
 
-from transgan_lab.trainers import train as engine  # noqa: E402
-from transgan_lab.trainers.models import attention  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 MODES = ("baseline", "fp32", "fp32+compile", "bf16", "bf16+compile")
 # On a CPU the CIFAR-sized step runs at a quarter of the paper's batch (same model, same n_critic),
@@ -90,7 +89,9 @@ def mode_patches(mode: str):
 def new_trainer(cfg, device, out: Path, *, synthetic: bool = True):
     """A training engine on in-memory synthetic images of the preset's shape (no dataset needed),
     or on the preset's own dataset with ``synthetic=False``."""
-    data = SyntheticImages(max(1024, 4 * cfg.optim.batch_d), cfg.data.channels, cfg.data.resolution) if synthetic else None
+    data = (
+        SyntheticImages(max(1024, 4 * cfg.optim.batch_d), cfg.data.channels, cfg.data.resolution) if synthetic else None
+    )
     return engine._Trainer(cfg, None, out_dir=out, device=device, on_step=None, dataset=data)
 
 
@@ -134,13 +135,19 @@ def bench_preset(preset: str, *, rounds: int, steps: int, warmup: int, modes, de
                 times[m].append(time_steps(t, m, steps))
         for m in modes:
             med = statistics.median(times[m])
-            results[m] = {"img_per_s": img_per_step * steps / med, "sec_per_step": med / steps,
-                          "rounds_s": times[m]}
+            results[m] = {"img_per_s": img_per_step * steps / med, "sec_per_step": med / steps, "rounds_s": times[m]}
     base = results.get("baseline", {}).get("img_per_s")
     for m in modes:
         results[m]["speedup_vs_baseline"] = results[m]["img_per_s"] / base if base else None
-    return {"preset": preset, "overrides": list(overrides), "batch_d": cfg.optim.batch_d, "batch_g": cfg.optim.batch_g,
-            "n_critic": cfg.optim.n_critic, "img_per_step": img_per_step, "modes": results}
+    return {
+        "preset": preset,
+        "overrides": list(overrides),
+        "batch_d": cfg.optim.batch_d,
+        "batch_g": cfg.optim.batch_g,
+        "n_critic": cfg.optim.n_critic,
+        "img_per_step": img_per_step,
+        "modes": results,
+    }
 
 
 def matmul_gflops(device: str, n: int = 1024, reps: int = 5, dtypes=("fp32", "bf16")) -> dict:
@@ -164,9 +171,14 @@ def matmul_gflops(device: str, n: int = 1024, reps: int = 5, dtypes=("fp32", "bf
 
 
 def machine() -> dict:
-    info = {"python": sys.version.split()[0], "torch": torch.__version__, "platform": platform.platform(),
-            "cpu_threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
-            "cpu_capability": torch.backends.cpu.get_cpu_capability()}
+    info = {
+        "python": sys.version.split()[0],
+        "torch": torch.__version__,
+        "platform": platform.platform(),
+        "cpu_threads": torch.get_num_threads(),
+        "cpu_count": os.cpu_count(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+    }
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(0)
     return info
@@ -184,20 +196,38 @@ def main(argv=None) -> int:
     ap.add_argument("--out", help="JSON path (default bench/results/train_step_<device>.json)")
     args = ap.parse_args(argv)
     modes = [m for m in args.modes.split(",") if m]
-    report = {"benchmark": "train_step", "machine": machine(), "settings": vars(args),
-              "matmul_gflops": matmul_gflops(args.device), "presets": []}
+    report = {
+        "benchmark": "train_step",
+        "machine": machine(),
+        "settings": vars(args),
+        "matmul_gflops": matmul_gflops(args.device),
+        "presets": [],
+    }
     print("matmul GFLOP/s: " + ", ".join(f"{k} {v:.1f}" for k, v in report["matmul_gflops"].items()), flush=True)
-    out = Path(args.out or REPO / "bench" / "results" / f"train_step_{'cuda' if args.device.startswith('cuda') else 'cpu'}.json")
+    out = Path(
+        args.out
+        or REPO / "bench" / "results" / f"train_step_{'cuda' if args.device.startswith('cuda') else 'cpu'}.json"
+    )
     out.parent.mkdir(parents=True, exist_ok=True)
     for preset in args.presets.split(","):
-        r = bench_preset(preset, rounds=args.rounds, steps=args.steps, warmup=args.warmup, modes=modes,
-                         device=args.device, overrides=args.overrides)
+        r = bench_preset(
+            preset,
+            rounds=args.rounds,
+            steps=args.steps,
+            warmup=args.warmup,
+            modes=modes,
+            device=args.device,
+            overrides=args.overrides,
+        )
         report["presets"].append(r)
         out.write_text(json.dumps(report, indent=1))  # after every preset: an interrupted run keeps what it measured
         for m, v in r["modes"].items():
             sp = v["speedup_vs_baseline"]
-            print(f"{preset:>12} {m:>13}: {v['img_per_s']:8.1f} img/s  {v['sec_per_step']:.3f} s/step"
-                  + (f"  x{sp:.2f} vs baseline" if sp else ""), flush=True)
+            print(
+                f"{preset:>12} {m:>13}: {v['img_per_s']:8.1f} img/s  {v['sec_per_step']:.3f} s/step"
+                + (f"  x{sp:.2f} vs baseline" if sp else ""),
+                flush=True,
+            )
     print(f"wrote {out}")
     return 0
 

@@ -11,9 +11,10 @@ from __future__ import annotations
 import re
 import sys
 import time
-from typing import Sequence
+from collections.abc import Sequence
+from pathlib import Path
 
-from _common import SMOKE, parser, ray_address
+from transgan_lab.platform.experiments import SMOKE, parser, ray_address
 
 Variant = tuple[str, str, list[str]]  # (row label, preset, overrides)
 
@@ -22,24 +23,34 @@ def slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
 
 
-def main(study: str, description: str, variants: list[Variant], smoke_variants: list[Variant],
-         argv: Sequence[str] | None = None) -> int:
+def main(
+    study: str,
+    description: str,
+    variants: list[Variant],
+    smoke_variants: list[Variant],
+    argv: Sequence[str] | None = None,
+) -> int:
     ap = parser(description, preset="(per variant)")
-    ap.add_argument("--seeds", type=int, default=1, help="runs per variant with seeds 0..N-1 (mean +- std in the table)")
+    ap.add_argument(
+        "--seeds", type=int, default=1, help="runs per variant with seeds 0..N-1 (mean +- std in the table)"
+    )
     ap.add_argument("--only", action="append", default=[], metavar="LABEL", help="run only this variant (repeatable)")
     ap.add_argument("--dry-run", action="store_true", help="validate and list the runs, start nothing")
     args = ap.parse_args(argv)
 
     from transgan_lab.platform.config import ConfigError, load_config
     from transgan_lab.platform.ray_train import run_name, run_train_ray
-    from transgan_lab.platform.tracking import TrackingUnavailable
+    from transgan_lab.tracking_client import TrackingUnavailable
 
     chosen = smoke_variants if args.smoke else variants
     if args.only:
         chosen = [v for v in chosen if v[0] in args.only]
         if not chosen:
-            print(f"error: --only {args.only} matches no variant of {study}; choose from "
-                  f"{[v[0] for v in (smoke_variants if args.smoke else variants)]}", file=sys.stderr)
+            print(
+                f"error: --only {args.only} matches no variant of {study}; choose from "
+                f"{[v[0] for v in (smoke_variants if args.smoke else variants)]}",
+                file=sys.stderr,
+            )
             return 2
     runs = []
     try:  # every config is validated before the first run starts
@@ -60,8 +71,9 @@ def main(study: str, description: str, variants: list[Variant], smoke_variants: 
     for i, (label, cfg) in enumerate(runs, 1):
         print(f"[{study}] run {i}/{len(runs)}: {label} (seed {cfg.seed})", flush=True)
         try:
-            result = run_train_ray(cfg, out_root=args.out, address=ray_address(args),
-                                   tags={"study": study, "variant": label})
+            result = run_train_ray(
+                cfg, out_root=args.out, address=ray_address(args), tags={"study": study, "variant": label}
+            )
         except TrackingUnavailable as e:
             print(f"error: {e}", file=sys.stderr)
             return 2
@@ -70,7 +82,9 @@ def main(study: str, description: str, variants: list[Variant], smoke_variants: 
         print(f"[{study}] {label}: {result['status']}, {metric} {value:.4g}", flush=True)
         if result["status"] != "finished":
             failed.append(label)
-    print(f"\n[{study}] {len(runs)} runs in {time.monotonic() - t0:.0f} s"
-          + (f"; failed: {', '.join(failed)}" if failed else ""))
-    print(f"table:   transgan-lab table {study} --tracking-uri sqlite:///{__import__('pathlib').Path(args.out).resolve()}/mlflow.db")
+    print(
+        f"\n[{study}] {len(runs)} runs in {time.monotonic() - t0:.0f} s"
+        + (f"; failed: {', '.join(failed)}" if failed else "")
+    )
+    print(f"table:   transgan-lab table {study} --tracking-uri sqlite:///{Path(args.out).resolve()}/mlflow.db")
     return 1 if failed else 0

@@ -16,41 +16,39 @@ from __future__ import annotations
 import os
 import sys
 import time
-from pathlib import Path
 
-if not (Path(__file__).resolve().parent / "_common.py").exists():
-    # `ray submit` copies only this file to the head node; the rest of experiments/ is in the
-    # project installed there (editable install: experiments/ next to platform/).
-    from transgan_lab.platform import config as _config
-    sys.path.insert(0, str(Path(_config.__file__).resolve().parents[1] / "experiments"))
-
-from _common import SMOKE, parser, ray_address  # noqa: E402
+# Everything else comes from the installed package: `ray submit` copies only this file to the head.
+from transgan_lab.platform.experiments import SMOKE, parser, ray_address
 
 
 def main(argv=None) -> int:
     ap = parser(__doc__.splitlines()[0], preset="cifar10-s")
-    ap.add_argument("--space", default=None, help="search space in experiments/search_spaces.py (default: cifar)")
+    ap.add_argument("--space", default=None, help="search space in platform/sweep/spaces.py (default: cifar)")
     ap.add_argument("--samples", type=int, help="number of trials (default: sweep.num_samples)")
     ap.add_argument("--name", help="sweep name; re-running the same name resumes it")
     args = ap.parse_args(argv)
 
     from transgan_lab.platform.config import ConfigError, load_config
-    from transgan_lab.platform.tracking import TrackingUnavailable
-    from transgan_lab.platform.tune import print_results, run_sweep
+    from transgan_lab.platform.sweep import print_results, run_sweep
+    from transgan_lab.tracking_client import TrackingUnavailable
 
     preset, space, overrides = args.preset, args.space or "cifar", list(args.overrides)
     if args.smoke:  # same script, same code path, tiny digits trials on this machine
         preset, space = "digits-tiny", args.space or "digits"
-        overrides = SMOKE + ["name=cifar-smoke", "sweep.num_samples=3", "sweep.grace_reports=1",
-                             "sweep.objectives=[img_per_s]"] + overrides
+        overrides = (
+            SMOKE
+            + ["name=cifar-smoke", "sweep.num_samples=3", "sweep.grace_reports=1", "sweep.objectives=[img_per_s]"]
+            + overrides
+        )
     if os.environ.get("TRANSGAN_LAB_STORAGE_PATH"):
         # Shared Ray storage named by the cluster config (cluster.yaml sets it on every node); --set wins.
         overrides = [f"tracking.storage_path={os.environ['TRANSGAN_LAB_STORAGE_PATH']}"] + overrides
     t0 = time.monotonic()
     try:
         cfg = load_config(preset, overrides)
-        result = run_sweep(cfg, out_root=args.out, name=args.name, space=space, num_samples=args.samples,
-                           address=ray_address(args))
+        result = run_sweep(
+            cfg, out_root=args.out, name=args.name, space=space, num_samples=args.samples, address=ray_address(args)
+        )
     except (ConfigError, TrackingUnavailable) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

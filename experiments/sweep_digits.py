@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from _common import parser, ray_address
+from transgan_lab.platform.experiments import parser, ray_address
 
 # `make demo`: 4 trials of 10 kimg, two at a time on a 2-core machine -- long enough that the
 # generators visibly learn (digits_fid falls far below an untrained G's ~2,700), short enough for
@@ -20,10 +20,20 @@ from _common import parser, ray_address
 # half after their first one.
 DEMO = [
     "name=demo",
-    "train.kimg=10.24", "train.log_kimg=1.024", "train.eval_kimg=5.12", "train.checkpoint_kimg=5.12", "train.grid_kimg=5.12",
-    "train.keep_last=2", "eval.n_fake=1000", "eval.batch=250",
-    "resources.workers=1", "resources.cpus_per_worker=0.9",
-    "sweep.num_samples=4", "sweep.grace_reports=1", "sweep.reduction_factor=2", "sweep.seed=0",
+    "train.kimg=10.24",
+    "train.log_kimg=1.024",
+    "train.eval_kimg=5.12",
+    "train.checkpoint_kimg=5.12",
+    "train.grid_kimg=5.12",
+    "train.keep_last=2",
+    "eval.n_fake=1000",
+    "eval.batch=250",
+    "resources.workers=1",
+    "resources.cpus_per_worker=0.9",
+    "sweep.num_samples=4",
+    "sweep.grace_reports=1",
+    "sweep.reduction_factor=2",
+    "sweep.seed=0",
 ]
 
 
@@ -35,11 +45,11 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
 
     from transgan_lab.platform.config import ConfigError, load_config
-    from transgan_lab.platform.tracking import TrackingUnavailable
-    from transgan_lab.platform.tune import print_results, run_sweep
+    from transgan_lab.platform.sweep import print_results, run_sweep
+    from transgan_lab.tracking_client import TrackingUnavailable
 
     if args.smoke:
-        from _common import SMOKE
+        from transgan_lab.platform.experiments import SMOKE
 
         args.overrides = SMOKE + ["name=digits-smoke", "sweep.num_samples=3", "sweep.grace_reports=1"] + args.overrides
     elif args.demo:
@@ -48,11 +58,15 @@ def main(argv=None) -> int:
     try:
         cfg = load_config(args.preset, args.overrides)
         if args.demo:
-            print(f"TransGAN Lab demo: {args.samples or cfg.sweep.num_samples} trials on the digits data "
-                  f"({cfg.train.kimg:g} kimg each), Optuna TPE + ASHA on {cfg.eval.primary}, tracked in MLflow "
-                  f"under {Path(args.out).resolve()}", flush=True)
-        result = run_sweep(cfg, out_root=args.out, name=args.name, space="digits", num_samples=args.samples,
-                           address=ray_address(args))
+            print(
+                f"TransGAN Lab demo: {args.samples or cfg.sweep.num_samples} trials on the digits data "
+                f"({cfg.train.kimg:g} kimg each), Optuna TPE + ASHA on {cfg.eval.primary}, tracked in MLflow "
+                f"under {Path(args.out).resolve()}",
+                flush=True,
+            )
+        result = run_sweep(
+            cfg, out_root=args.out, name=args.name, space="digits", num_samples=args.samples, address=ray_address(args)
+        )
     except (ConfigError, TrackingUnavailable) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -1,7 +1,7 @@
 """Table 2: differentiable augmentation helps the transformer GAN more than a conv GAN.
 
-    python experiments/table2_aug.py                 # CIFAR-10, TransGAN-S and the conv baseline
-    python experiments/table2_aug.py --smoke         # tiny digits variants, locally
+python experiments/table2_aug.py                 # CIFAR-10, TransGAN-S and the conv baseline
+python experiments/table2_aug.py --smoke         # tiny digits variants, locally
 """
 
 from _study import main

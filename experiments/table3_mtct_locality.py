@@ -1,7 +1,7 @@
 """Table 3: multi-task co-training (super-resolution) and locality-aware initialisation, ablated.
 
-    python experiments/table3_mtct_locality.py           # CIFAR-10, TransGAN-S
-    python experiments/table3_mtct_locality.py --smoke   # tiny digits variants, locally
+python experiments/table3_mtct_locality.py           # CIFAR-10, TransGAN-S
+python experiments/table3_mtct_locality.py --smoke   # tiny digits variants, locally
 """
 
 from _study import main

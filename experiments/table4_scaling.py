@@ -1,7 +1,7 @@
 """Table 4: scaling the generator, TransGAN-S / M / L / XL (width and depth).
 
-    python experiments/table4_scaling.py             # CIFAR-10, the four presets
-    python experiments/table4_scaling.py --smoke     # the same ladder at digits size, locally
+python experiments/table4_scaling.py             # CIFAR-10, the four presets
+python experiments/table4_scaling.py --smoke     # the same ladder at digits size, locally
 """
 
 from _study import main

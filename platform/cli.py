@@ -18,14 +18,33 @@ class UserError(Exception):
     """Bad input: printed as one paragraph, exit code 2."""
 
 
-# Exceptions that are the user's to fix, by class name (imported lazily: the CLI must stay fast).
-_USER_ERRORS = ("ConfigError", "DatasetError", "MetricsUnavailable", "CheckpointError", "UserError", "TrackingUnavailable")
+# Exceptions that are the user's to fix, with their subclasses, by class name (the modules that
+# define them are imported lazily: the CLI must stay fast).
+_USER_ERRORS = (
+    "ConfigError",
+    "DatasetError",
+    "MetricsUnavailable",
+    "CheckpointError",
+    "UserError",
+    "TrackingUnavailable",
+    "AnalysisError",
+)
+
+
+def is_user_error(e: BaseException) -> bool:
+    return any(cls.__name__ in _USER_ERRORS for cls in type(e).__mro__)
 
 
 def _preset_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("preset", metavar="PRESET", help="preset name (see `transgan-lab config list`) or a YAML path")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config value, e.g. --set optim.lr_g=2e-4 (repeatable)")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value, e.g. --set optim.lr_g=2e-4 (repeatable)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -53,8 +72,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--kimg", type=float, help="training length in thousands of real images shown to D")
     p.add_argument("--out", default="runs", help="output root (default: ./runs)")
     p.add_argument("--resume", metavar="DIR", help="resume from a run directory or checkpoint directory")
-    p.add_argument("--allow-config-change", action="store_true",
-                   help="resume even though the training-dynamics config changed (recorded)")
+    p.add_argument(
+        "--allow-config-change",
+        action="store_true",
+        help="resume even though the training-dynamics config changed (recorded)",
+    )
     p.add_argument("--ray", action="store_true", help="run on Ray Train with resources.workers workers")
     p.add_argument("--no-tracking", action="store_true", help="do not log to MLflow")
     p.add_argument("--dry-run", action="store_true", help="print the resolved config and resources, then exit")
@@ -62,7 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     # sweep
     p = sub.add_parser("sweep", help="Ray Tune + Optuna sweep, every trial a Ray Train run, tracked in MLflow")
     _preset_args(p)
-    p.add_argument("--space", help="search space name in experiments/search_spaces.py (default: sweep.space)")
+    p.add_argument("--space", help="search space name in platform/sweep/spaces.py (default: sweep.space)")
     p.add_argument("--samples", type=int, help="number of trials (default: sweep.num_samples)")
     p.add_argument("--name", help="sweep name; rerunning the same name resumes it")
     p.add_argument("--out", default="runs", help="output root (Ray storage and the default MLflow store)")
@@ -77,21 +99,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", type=int, help="generation batch size")
     p.add_argument("--inception-weights", help="path to the TF-Inception weights file")
     p.add_argument("--json", action="store_true", help="print values and protocols as JSON")
-    p.add_argument("--protocol", choices=["ours", "official"], default="ours",
-                   help="'official': also compute fid/is under the official TransGAN evaluation, side by side")
+    p.add_argument(
+        "--protocol",
+        choices=["ours", "official"],
+        default="ours",
+        help="'official': also compute fid/is under the official TransGAN evaluation, side by side",
+    )
     p.add_argument("--official-stats", metavar="NPZ", help="the official fid_stat/*.npz file (--protocol official)")
 
     # import-official
     p = sub.add_parser("import-official", help="convert an official TransGAN checkpoint into one of our run folders")
     p.add_argument("checkpoint", metavar="CKPT", help="the official checkpoint file (train_derived.py's dict)")
     p.add_argument("--preset", required=True, help="our preset that is the file's official counterpart (README table)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config value after the counterpart's own overrides (repeatable)")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value after the counterpart's own overrides (repeatable)",
+    )
     p.add_argument("--out", required=True, help="run folder to create (eval, sample and train --resume take it)")
     p.add_argument("--official-d", help="official --dis_model of the file when it does not record it")
     p.add_argument("--fresh-optimizers", action="store_true", help="do not import the official Adam states")
-    p.add_argument("--generator-only", action="store_true",
-                   help="accept a bare generator state dict (G = G_ema = file; D and optimizers start fresh)")
+    p.add_argument(
+        "--generator-only",
+        action="store_true",
+        help="accept a bare generator state dict (G = G_ema = file; D and optimizers start fresh)",
+    )
 
     # sample
     p = sub.add_parser("sample", help="write PNG samples from a checkpoint's EMA generator")
@@ -104,8 +139,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     # table
     p = sub.add_parser("table", help="paper-style tables from recorded runs")
-    p.add_argument("study", nargs="?", default="sweep",
-                   help="table1|table2|table3|table4|sota|celeba|sweep (default: sweep)")
+    p.add_argument(
+        "study", nargs="?", default="sweep", help="table1|table2|table3|table4|sota|celeba|sweep (default: sweep)"
+    )
     p.add_argument("--sweep", help="sweep id (for `sweep`; default: the newest sweep)")
     p.add_argument("--tracking-uri", help="MLflow tracking URI (default: sqlite:///runs/mlflow.db)")
     p.add_argument("--experiment", default=None, help="MLflow experiment name")
@@ -114,8 +150,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", default="terminal", choices=["terminal", "markdown", "latex", "html", "csv"])
     p.add_argument("--pick", default="final", choices=["final", "best"], help="per-run value rule")
     p.add_argument("--top", type=int, default=10, help="rows of a sweep table")
-    p.add_argument("--protocol", action="append", default=[], metavar="ID",
-                   help="keep only runs scored under this evaluation protocol id (ids are listed when runs mix protocols; repeatable)")
+    p.add_argument(
+        "--protocol",
+        action="append",
+        default=[],
+        metavar="ID",
+        help="keep only runs scored under this evaluation protocol id "
+        "(ids are listed when runs mix protocols; repeatable)",
+    )
 
     # report
     p = sub.add_parser("report", help="self-contained HTML report of a sweep")
@@ -137,13 +179,13 @@ COMMANDS = {
     "config": ("transgan_lab.platform.cli", "cmd_config"),
     "summary": ("transgan_lab.platform.commands", "cmd_summary"),
     "train": ("transgan_lab.platform.commands", "cmd_train"),
-    "sweep": ("transgan_lab.platform.tune", "cmd_sweep"),
+    "sweep": ("transgan_lab.platform.sweep.cli", "cmd_sweep"),
     "eval": ("transgan_lab.platform.commands", "cmd_eval"),
     "sample": ("transgan_lab.platform.commands", "cmd_sample"),
     "import-official": ("transgan_lab.platform.official", "cmd_import_official"),
     "table": ("transgan_lab.analysis.cli", "cmd_table"),
     "report": ("transgan_lab.analysis.cli", "cmd_report"),
-    "ui": ("transgan_lab.platform.tracking", "cmd_ui"),
+    "ui": ("transgan_lab.platform.tracking.ui", "cmd_ui"),
 }
 
 
@@ -163,7 +205,11 @@ def cmd_config(args: argparse.Namespace) -> int:
     if args.flat:
         data = C.flatten(data)
     if args.json:
-        print(json.dumps({"config": data, "config_hash": C.config_hash(cfg), "dynamics_hash": C.dynamics_hash(cfg)}, indent=2))
+        print(
+            json.dumps(
+                {"config": data, "config_hash": C.config_hash(cfg), "dynamics_hash": C.dynamics_hash(cfg)}, indent=2
+            )
+        )
     else:
         print(yaml.safe_dump(data, sort_keys=False), end="")
         print(f"# config_hash: {C.config_hash(cfg)}  dynamics_hash: {C.dynamics_hash(cfg)}")
@@ -183,8 +229,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except Exception as e:  # noqa: BLE001 - the one place user errors become exit code 2
-        if type(e).__name__ in _USER_ERRORS or isinstance(e, UserError):
+    except Exception as e:
+        if is_user_error(e):
             if args.debug or os.environ.get("TRANSGAN_LAB_DEBUG"):
                 traceback.print_exc()
             print(f"error: {e}", file=sys.stderr)

@@ -37,8 +37,10 @@ def cmd_summary(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"preset": cfg.preset, **s}, indent=2))
         return 0
-    print(f"{cfg.preset or cfg.name}: G {s['g_params'] / 1e6:.2f} M params, {s['g_flops'] / 1e9:.3f} GFLOPs/img; "
-          f"D {s['d_params'] / 1e6:.2f} M params, {s['d_flops'] / 1e9:.3f} GFLOPs/img")
+    print(
+        f"{cfg.preset or cfg.name}: G {s['g_params'] / 1e6:.2f} M params, {s['g_flops'] / 1e9:.3f} GFLOPs/img; "
+        f"D {s['d_params'] / 1e6:.2f} M params, {s['d_flops'] / 1e9:.3f} GFLOPs/img"
+    )
     return 0
 
 
@@ -49,9 +51,11 @@ def _resources_line(cfg: C.ExperimentConfig, ray: bool) -> str:
     r = cfg.resources
     if not ray:
         return "resources: this process only (1 worker; use --ray for resources.workers workers)"
-    return (f"resources: {r.workers} Ray Train worker(s) x ({r.cpus_per_worker:g} CPU, {r.gpus_per_worker:g} GPU); "
-            f"per-worker batch D {cfg.optim.batch_d // r.workers} / G {cfg.optim.batch_g // r.workers}, "
-            f"accum {cfg.optim.accum}")
+    return (
+        f"resources: {r.workers} Ray Train worker(s) x ({r.cpus_per_worker:g} CPU, {r.gpus_per_worker:g} GPU); "
+        f"per-worker batch D {cfg.optim.batch_d // r.workers} / G {cfg.optim.batch_g // r.workers}, "
+        f"accum {cfg.optim.accum}"
+    )
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -88,7 +92,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         )
     if args.dry_run:
         print(C.to_yaml(cfg), end="")
-        print(f"# run dir: {run_dir}\n# {total_steps(cfg)} steps to {cfg.train.kimg:g} kimg\n# {_resources_line(cfg, args.ray)}")
+        print(f"# run dir: {run_dir}\n# {total_steps(cfg)} steps to {cfg.train.kimg:g} kimg")
+        print(f"# {_resources_line(cfg, args.ray)}")
         return 0
     # Fail before any work when the data or the tracking store cannot be reached.
     from transgan_lab.trainers.data import build_dataset
@@ -99,8 +104,14 @@ def cmd_train(args: argparse.Namespace) -> int:
 
         result = run_train_ray(cfg, out_root=args.out, tracking=not args.no_tracking)
         return 0 if result.get("status") == "finished" else 1
-    return _train_local(cfg, run_dir, resume=resume, allow_config_change=args.allow_config_change,
-                        tracking=not args.no_tracking, out_root=args.out)
+    return _train_local(
+        cfg,
+        run_dir,
+        resume=resume,
+        allow_config_change=args.allow_config_change,
+        tracking=not args.no_tracking,
+        out_root=args.out,
+    )
 
 
 def _train_local(cfg, run_dir: Path, *, resume, allow_config_change: bool, tracking: bool, out_root) -> int:
@@ -109,7 +120,7 @@ def _train_local(cfg, run_dir: Path, *, resume, allow_config_change: bool, track
     created = not run_dir.exists()
     # The tracking store is checked (and the MLflow run made) before the run folder exists, so an
     # unreachable or unusable store leaves no empty run folder behind.
-    reporter, finish = _local_reporter(cfg, run_dir, tracking=tracking, out_root=out_root, resume=resume)
+    reporter, finish = _local_reporter(cfg, run_dir, tracking=tracking, out_root=out_root)
     run_dir.mkdir(parents=True, exist_ok=True)
     try:
         result = train(cfg, reporter, out_dir=run_dir, resume=resume, allow_config_change=allow_config_change)
@@ -156,15 +167,12 @@ def _storage_failure(e: OSError, run_dir: Path) -> str:
     return f"training stopped: {what} failed ({e.strerror or e}); {kept}; {fix}"
 
 
-def _local_reporter(cfg, run_dir: Path, *, tracking: bool, out_root, resume):
+def _local_reporter(cfg, run_dir: Path, *, tracking: bool, out_root):
     """(reporter, finish(status)) for a single-process run; MLflow when tracking is on."""
     if tracking:
-        try:
-            from transgan_lab.platform import tracking as T
-        except ImportError:  # pragma: no cover - tracking module not installed
-            T = None
-        if T is not None and hasattr(T, "local_run_reporter"):
-            return T.local_run_reporter(cfg, run_dir=run_dir, out_root=out_root, resume=resume)
+        from transgan_lab.platform.tracking import local_run_reporter
+
+        return local_run_reporter(cfg, run_dir=run_dir, out_root=out_root)
     from transgan_lab.trainers.train import NullReporter
 
     return NullReporter(), lambda status: None
@@ -172,8 +180,11 @@ def _local_reporter(cfg, run_dir: Path, *, tracking: bool, out_root, resume):
 
 def _print_result(result: dict, run_dir: Path) -> None:
     metrics = ", ".join(f"{k} {v:.3f}" for k, v in (result.get("metrics") or {}).items())
-    print(f"{result['status']}: {result['kimg']:.1f} kimg in {result['step']} steps"
-          + (f"; {metrics}" if metrics else "") + f"\nrun dir: {run_dir}")
+    print(
+        f"{result['status']}: {result['kimg']:.1f} kimg in {result['step']} steps"
+        + (f"; {metrics}" if metrics else "")
+        + f"\nrun dir: {run_dir}"
+    )
 
 
 # ---------------------------------------------------------------------------- eval / sample
@@ -218,19 +229,41 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if official is not None:
         official_results = official.run(G, cfg, args.batch)
         if args.json:
-            print(json.dumps({"checkpoint": str(args.checkpoint), "step": manifest["step"], "kimg": manifest.get("kimg"),
-                              **eval_json(results, official_results)}, indent=2, sort_keys=True))
+            print(
+                json.dumps(
+                    {
+                        "checkpoint": str(args.checkpoint),
+                        "step": manifest["step"],
+                        "kimg": manifest.get("kimg"),
+                        **eval_json(results, official_results),
+                    },
+                    indent=2,
+                    sort_keys=True,
+                )
+            )
         else:
             print_side_by_side(results, official_results, protocol=official.protocol, skipped=official.skipped)
         return 0
     if args.json:
-        print(json.dumps({"checkpoint": str(args.checkpoint), "step": manifest["step"], "kimg": manifest.get("kimg"),
-                          "metrics": results}, indent=2, sort_keys=True))
+        print(
+            json.dumps(
+                {
+                    "checkpoint": str(args.checkpoint),
+                    "step": manifest["step"],
+                    "kimg": manifest.get("kimg"),
+                    "metrics": results,
+                },
+                indent=2,
+                sort_keys=True,
+            )
+        )
     else:
         for name, r in results.items():
             p = r["protocol"]
-            print(f"{name:>11} {r['value']:.4f}   (n_fake {p.get('n_fake')}, n_real {p.get('n_real')}, "
-                  f"extractor {p.get('extractor')})")
+            print(
+                f"{name:>11} {r['value']:.4f}   (n_fake {p.get('n_fake')}, n_real {p.get('n_real')}, "
+                f"extractor {p.get('extractor')})"
+            )
     return 0
 
 
@@ -245,10 +278,14 @@ def cmd_sample(args: argparse.Namespace) -> int:
     out = Path(args.out)
     created = not out.exists()
     try:
-        paths = write_samples(G, n=args.n, seed=args.seed, out_dir=args.out, grid=args.grid, interpolate_k=args.interpolate)
+        paths = write_samples(
+            G, n=args.n, seed=args.seed, out_dir=args.out, grid=args.grid, interpolate_k=args.interpolate
+        )
     except OSError as e:
         if created and out.is_dir() and not any(out.iterdir()):
             out.rmdir()  # leave nothing behind
-        raise UserError(f"cannot write samples to {args.out}: {e.strerror or e}; pick a writable --out folder") from None
+        raise UserError(
+            f"cannot write samples to {args.out}: {e.strerror or e}; pick a writable --out folder"
+        ) from None
     print(f"wrote {len(paths)} PNG file(s) to {args.out}")
     return 0

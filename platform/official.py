@@ -27,8 +27,10 @@ def _choose_d(cp, file_d: str | None, asked: str | None, path: str) -> str:
         raise UserError(f"--official-d {asked} contradicts the file, which records --dis_model {file_d}")
     name = asked or file_d or cp.D[0]
     if name not in cp.D:
-        raise UserError(f"{path} holds the official discriminator {name}; this preset corresponds to "
-                        f"{' or '.join(cp.D)}. Choose the preset whose official counterpart it is")
+        raise UserError(
+            f"{path} holds the official discriminator {name}; this preset corresponds to "
+            f"{' or '.join(cp.D)}. Choose the preset whose official counterpart it is"
+        )
     return name
 
 
@@ -38,35 +40,51 @@ def cmd_import_official(args: argparse.Namespace) -> int:
 
     cp = O.COUNTERPARTS.get(args.preset)
     if cp is None:
-        raise UserError(f"preset {args.preset!r} has no official TransGAN counterpart; presets with one: "
-                        f"{', '.join(sorted(O.COUNTERPARTS))} (see README, Official checkpoints)")
+        raise UserError(
+            f"preset {args.preset!r} has no official TransGAN counterpart; presets with one: "
+            f"{', '.join(sorted(O.COUNTERPARTS))} (see README, Official checkpoints)"
+        )
     obj = I.read_official_file(args.checkpoint)  # code-free; refuses pickled code with the reason
     file_g, file_d = I.official_names(obj)
     if file_g and file_g != cp.G:
         match = [p for p, c in O.COUNTERPARTS.items() if c.G == file_g]
-        raise UserError(f"{args.checkpoint} was trained with --gen_model {file_g}; preset {args.preset} corresponds to "
-                        f"{cp.G}" + (f"; use --preset {match[0]}" if match else "; no preset corresponds to it"))
+        raise UserError(
+            f"{args.checkpoint} was trained with --gen_model {file_g}; preset {args.preset} corresponds to "
+            f"{cp.G}" + (f"; use --preset {match[0]}" if match else "; no preset corresponds to it")
+        )
     d_name = _choose_d(cp, file_d, args.official_d, args.checkpoint)
     overrides = list(cp.overrides) + list(cp.d_overrides.get(d_name, ())) + list(args.overrides)
     cfg = C.load_config(args.preset, overrides)
     out = Path(args.out)
     created = not out.exists()
     try:
-        path, info = I.import_official(obj=obj, source=args.checkpoint, cfg=cfg, preset=args.preset, d_name=d_name,
-                                       out_dir=out, fresh_optimizers=args.fresh_optimizers,
-                                       generator_only=args.generator_only)
+        path, info = I.import_official(
+            obj=obj,
+            source=args.checkpoint,
+            cfg=cfg,
+            preset=args.preset,
+            d_name=d_name,
+            out_dir=out,
+            fresh_optimizers=args.fresh_optimizers,
+            generator_only=args.generator_only,
+        )
     except BaseException:
         if created:
             shutil.rmtree(out, ignore_errors=True)  # a refused import leaves nothing behind
         raise
     (out / "config.yaml").write_text(C.to_yaml(cfg))
-    print(f"imported {info['file']} (official {info['gen_model']} + {info['dis_model'] or 'no D'}, "
-          f"epoch {info['epoch']}) as preset {args.preset}: {path}")
+    print(
+        f"imported {info['file']} (official {info['gen_model']} + {info['dis_model'] or 'no D'}, "
+        f"epoch {info['epoch']}) as preset {args.preset}: {path}"
+    )
     print(f"optimizers: {info['optimizers']}")
     if info["dropped_unused"]:
         print(f"dropped (never read by the official forward): {', '.join(info['dropped_unused'])}")
     print(f"evaluate:  transgan-lab eval {out} --protocol official")
-    print("resume:    " + " ".join(["transgan-lab train", args.preset, *(f"--set {o}" for o in overrides), "--resume", str(out)]))
+    print(
+        "resume:    "
+        + " ".join(["transgan-lab train", args.preset, *(f"--set {o}" for o in overrides), "--resume", str(out)])
+    )
     return 0
 
 
@@ -96,8 +114,9 @@ class OfficialEval:
     def run(self, G: Any, cfg: Any, batch: int | None) -> dict:
         from transgan_lab.trainers.metrics.official import evaluate_official
 
-        return evaluate_official(G, cfg, protocol=self.protocol, stats_path=self.stats, metrics=self.metrics,
-                                 n_fake=self.n, batch=batch)
+        return evaluate_official(
+            G, cfg, protocol=self.protocol, stats_path=self.stats, metrics=self.metrics, n_fake=self.n, batch=batch
+        )
 
 
 def print_side_by_side(ours: dict, official: dict, *, protocol: Any, skipped: list[str]) -> None:
@@ -111,11 +130,16 @@ def print_side_by_side(ours: dict, official: dict, *, protocol: Any, skipped: li
     some = next(iter(ours.values()), None)
     if some:
         q = some["protocol"]
-        print(f"ours:     n_fake {q.get('n_fake')}, reference {q.get('reference_split', '-')} through {q.get('extractor')}, "
-              f"{q.get('quantisation')}, FID square root by symmetric eigendecomposition")
+        print(
+            f"ours:     n_fake {q.get('n_fake')}, reference {q.get('reference_split', '-')} "
+            f"through {q.get('extractor')}, "
+            f"{q.get('quantisation')}, FID square root by symmetric eigendecomposition"
+        )
     first = next(iter(official.values()))["protocol"]
-    print(f"official: {p.name}; n_fake {first['n_fake']}; reference {first.get('stats_file', p.stats_file)} "
-          f"({p.stats_source}); quantisation {p.quantisation}; FID square root {p.fid_sqrt}")
+    print(
+        f"official: {p.name}; n_fake {first['n_fake']}; reference {first.get('stats_file', p.stats_file)} "
+        f"({p.stats_source}); quantisation {p.quantisation}; FID square root {p.fid_sqrt}"
+    )
     for d in first["deviations"]:
         print(f"  here:   {d}")
     if skipped:

@@ -15,24 +15,16 @@
 
 from __future__ import annotations
 
-import math
 import os
 import random
 import sys
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable, Optional
+from typing import Any
 
+from transgan_lab import metric_registry
 from transgan_lab.platform import tracking as mlt
 from transgan_lab.platform.config import ExperimentConfig, config_hash, from_dict
-
-EVAL_METRICS = mlt.EVAL_METRICS
-
-
-def metric_mode(name: str) -> str:
-    """"min" or "max": which direction is better for a reported metric."""
-    if name.endswith("is") or name in ("img_per_s",):
-        return "max"
-    return "min"
 
 
 def worst_value(name: str) -> float:
@@ -41,7 +33,7 @@ def worst_value(name: str) -> float:
     Finite on purpose: Ray Train keeps its checkpoint list as JSON in storage and writes ±inf as
     null; a re-launched run restores that list and fails ranking a null score against the new
     checkpoints. Tables use ``evals`` (0 = not evaluated), not this value, to tell the two apart."""
-    return sys.float_info.max if metric_mode(name) == "min" else -sys.float_info.max
+    return sys.float_info.max if metric_registry.lower_is_better(name) else -sys.float_info.max
 
 
 def run_name(cfg: ExperimentConfig) -> str:
@@ -73,9 +65,9 @@ class RayTrainReporter:
         *,
         rank: int,  # world rank of this worker
         primary: str,  # cfg.eval.primary: the checkpoint score and ASHA metric
-        logger: Optional[mlt.RunLogger] = None,  # MLflow writer (rank 0 only)
-        extra: Optional[dict[str, float]] = None,  # constant metrics added to every Ray report (g_params)
-        checkpoint_base: Optional[str] = None,  # "<storage>/<run name>" where Ray keeps checkpoints
+        logger: mlt.RunLogger | None = None,  # MLflow writer (rank 0 only)
+        extra: dict[str, float] | None = None,  # constant metrics added to every Ray report (g_params)
+        checkpoint_base: str | None = None,  # "<storage>/<run name>" where Ray keeps checkpoints
     ):
         self.rank, self.primary, self.logger = rank, primary, logger
         self.extra = dict(extra or {})
@@ -84,7 +76,7 @@ class RayTrainReporter:
         self.evals = 0
         self.reports = 0
 
-    def report(self, metrics: dict, checkpoint_dir: Optional[str] = None, files: Optional[dict] = None) -> None:
+    def report(self, metrics: dict, checkpoint_dir: str | None = None, files: dict | None = None) -> None:
         import ray.train
 
         files = dict(files or {})
@@ -145,23 +137,25 @@ def train_loop_per_worker(loop: dict) -> None:
         # Soak tests (sweep.fault_rate): every rank decides alone, so one failing rank also
         # exercises the teardown of a group whose other ranks wait in a collective.
         raise RuntimeError(f"injected worker fault (sweep.fault_rate={fault_rate})")
-    reporter = RayTrainReporter(rank=rank, primary=primary, logger=logger, extra=extra,
-                                checkpoint_base=loop.get("checkpoint_base"))
+    reporter = RayTrainReporter(
+        rank=rank, primary=primary, logger=logger, extra=extra, checkpoint_base=loop.get("checkpoint_base")
+    )
     kwargs = dict(out_dir=str(out_dir), allow_config_change=bool(loop.get("allow_config_change")))
     checkpoint = ray.train.get_checkpoint()
     if checkpoint is not None:  # a restarted worker group or a re-launched driver: continue
         with checkpoint.as_directory() as resume_dir:
             status = train(cfg, reporter, resume=resume_dir, **kwargs)
     else:
-        status = train(cfg, reporter, resume=_stored_checkpoint(loop.get("checkpoint_base")) or loop.get("resume"),
-                       **kwargs)
+        status = train(
+            cfg, reporter, resume=_stored_checkpoint(loop.get("checkpoint_base")) or loop.get("resume"), **kwargs
+        )
     if logger is not None:
         logger.set_tags({"train_status": status.get("status", "unknown")})
         if status.get("status") == "diverged":
             raise RuntimeError(status.get("message", "training diverged"))
 
 
-def _stored_checkpoint(base: Optional[str]) -> Optional[str]:
+def _stored_checkpoint(base: str | None) -> str | None:
     """Newest valid engine checkpoint already in this run's (local or shared-disk) Ray storage.
 
     Ray Train collects a worker's reports only when the controller polls it, so a worker killed
@@ -186,12 +180,12 @@ def build_trainer(
     name: str,  # deterministic Ray run name (re-using it resumes the run)
     storage_path: str,  # Ray storage root: local dir, or s3:// / gs:// / NFS on a cluster
     out_dir: str,  # the engine's run folder (rank 0); other ranks use out_dir/ranks/<k>
-    tracking_info: Optional[dict] = None,  # {"uri": ..., "run_id": ...}; None = no MLflow
-    resume: Optional[str] = None,  # engine checkpoint to start from when Ray has none
+    tracking_info: dict | None = None,  # {"uri": ..., "run_id": ...}; None = no MLflow
+    resume: str | None = None,  # engine checkpoint to start from when Ray has none
     allow_config_change: bool = False,  # passed to the engine's resume check
-    objectives: Iterable[str] = (),  # extra metrics to add to every report (g_params, d_params)
+    objectives: Iterable[str] = (),  # extra objectives; model sizes among them join every report
     callbacks: Iterable[Any] = (),  # ray.train.UserCallback objects (TuneReportCallback in sweeps)
-    max_failures: Optional[int] = None,  # worker-group restarts; default cfg.sweep.max_failures
+    max_failures: int | None = None,  # worker-group restarts; default cfg.sweep.max_failures
     fault_rate: float = 0.0,  # injected worker failure probability per attempt (soak tests)
     timeout_s: int = 1800,  # collective timeout of the process group
 ):
@@ -211,51 +205,50 @@ def build_trainer(
         "tracking": tracking_info,
         "resume": resume,
         "allow_config_change": allow_config_change,
-        "objectives": [o for o in objectives if o in ("g_params", "d_params")],
+        "objectives": [o for o in objectives if o in metric_registry.SIZE_METRICS],
         "checkpoint_base": f"{storage_path.rstrip('/')}/{name}",
         "fault_rate": fault_rate,
     }
     run_config = ray.train.RunConfig(
         name=name,
         storage_path=storage_path,
-        failure_config=ray.train.FailureConfig(max_failures=cfg.sweep.max_failures if max_failures is None else max_failures),
+        failure_config=ray.train.FailureConfig(
+            max_failures=cfg.sweep.max_failures if max_failures is None else max_failures
+        ),
         checkpoint_config=ray.train.CheckpointConfig(
             num_to_keep=cfg.train.keep_last,
             checkpoint_score_attribute=primary,
-            checkpoint_score_order=metric_mode(primary),
+            checkpoint_score_order=metric_registry.mode(primary),
         ),
         callbacks=list(callbacks),
     )
     return TorchTrainer(
         train_loop_per_worker,
         train_loop_config=loop,
-        scaling_config=ray.train.ScalingConfig(num_workers=res.workers, use_gpu=use_gpu, resources_per_worker=per_worker),
+        scaling_config=ray.train.ScalingConfig(
+            num_workers=res.workers, use_gpu=use_gpu, resources_per_worker=per_worker
+        ),
         run_config=run_config,
         torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo", timeout_s=timeout_s),
     )
 
 
-def best_checkpoint_uri(result: Any) -> Optional[str]:
-    """Location of the best kept checkpoint of a finished Train result (by the primary metric)."""
-    best = getattr(result, "best_checkpoints", None) or []
-    if best:
-        return best[0][0].path if len(best) == 1 else _pick_best(best)
+def best_checkpoint_uri(result: Any, primary: str) -> str | None:
+    """Location of the best kept checkpoint of a finished Train result (by the primary metric, as
+    Ray scored them); the latest one when none carries a score."""
+    scored = [
+        (ck, m[primary])
+        for ck, m in (getattr(result, "best_checkpoints", None) or [])
+        if isinstance(m, dict) and isinstance(m.get(primary), (int, float))
+    ]
+    if scored:
+        pick = min if metric_registry.lower_is_better(primary) else max
+        return pick(scored, key=lambda cm: float(cm[1]))[0].path
     ckpt = getattr(result, "checkpoint", None)
     return ckpt.path if ckpt is not None else None
 
 
-def _pick_best(best: list) -> Optional[str]:
-    scored = [(ck, m) for ck, m in best if isinstance(m, dict)]
-    if not scored:
-        return best[-1][0].path
-    key = next((k for k in EVAL_METRICS if k in scored[0][1]), None)
-    if key is None:
-        return best[-1][0].path
-    sign = 1 if metric_mode(key) == "min" else -1
-    return min(scored, key=lambda cm: sign * float(cm[1].get(key, math.inf * sign)))[0].path
-
-
-def init_ray(address: Optional[str] = None, *, num_cpus: Optional[int] = None, log_to_driver: Optional[bool] = None) -> None:
+def init_ray(address: str | None = None, *, num_cpus: int | None = None, log_to_driver: bool | None = None) -> None:
     """Connect to a cluster (``address``, or "auto" when RAY_ADDRESS is set) or start a local runtime."""
     import ray
 
@@ -271,58 +264,28 @@ def init_ray(address: Optional[str] = None, *, num_cpus: Optional[int] = None, l
     os.environ.setdefault("RAY_raylet_start_wait_time_s", "120")
     # address="local": always a fresh runtime of our own, never another user's cluster on this machine.
     # The dashboard (bound to 127.0.0.1) serves Ray's State API, which Ray Train's own placement-group
-    # cleaner asks; sweeps do not rely on it alone (see reap_orphaned_placement_groups).
-    ray.init(address="local", num_cpus=num_cpus, include_dashboard=True, dashboard_host="127.0.0.1",
-             object_store_memory=300 * 1024**2, log_to_driver=log_to_driver)
-
-
-def reap_orphaned_placement_groups() -> list[str]:
-    """Remove placement groups whose creating actor is dead; return their ids (hex).
-
-    A placement group lives as long as the *job* that created it, not the actor: the worker-group
-    group a Train controller actor creates inside a Tune trial outlives that trial when the trial is
-    stopped by ASHA or fails and its controller dies without tidying up. Ray's own detached
-    cleaner actor covers this only when its State API query answers in time (on a loaded machine it
-    often does not), so the sweep driver, which owns the job, reaps them itself: a group that was
-    created by an actor (the driver's own groups have no creating actor), whose creator is dead and
-    which is not detached is reserved for nobody and is removed. Only this job's groups are
-    touched (other jobs on a shared cluster are theirs to manage). Needs a connected Ray runtime.
-    """
-    import ray
-    from ray._private.state import state
-    from ray.core.generated import gcs_pb2
-    from ray.util.placement_group import PlacementGroup, remove_placement_group
-
-    job = ray.get_runtime_context().get_job_id()
-    removed = []
-    for raw in state._connect_and_get_accessor().get_placement_group_table():
-        pg = gcs_pb2.PlacementGroupTableData.FromString(raw)
-        if ray.JobID(pg.creator_job_id).hex() != job:
-            continue
-        if pg.state == gcs_pb2.PlacementGroupTableData.REMOVED or pg.is_detached:
-            continue
-        if ray.ActorID(pg.creator_actor_id).is_nil() or not pg.creator_actor_dead:
-            continue
-        pg_id = ray.PlacementGroupID(pg.placement_group_id)
-        try:
-            remove_placement_group(PlacementGroup(pg_id))
-        except Exception:  # removed meanwhile (by Ray's own cleaner): nothing left to do
-            continue
-        removed.append(pg_id.hex())
-    return removed
+    # cleaner asks; sweeps do not rely on it alone (see sweep.callbacks.reap_orphaned_placement_groups).
+    ray.init(
+        address="local",
+        num_cpus=num_cpus,
+        include_dashboard=True,
+        dashboard_host="127.0.0.1",
+        object_store_memory=300 * 1024**2,
+        log_to_driver=log_to_driver,
+    )
 
 
 def run_train_ray(
     cfg: ExperimentConfig,
     *,
     out_root: str | os.PathLike = "runs",  # output root: engine folders, Ray storage, default MLflow store
-    resume: Optional[str] = None,  # engine checkpoint to start from (Ray's own checkpoint wins)
+    resume: str | None = None,  # engine checkpoint to start from (Ray's own checkpoint wins)
     allow_config_change: bool = False,  # resume although the dynamics config changed
     tracking: bool = True,  # log to MLflow
-    tracking_uri: Optional[str] = None,  # overrides tracking.uri
-    address: Optional[str] = None,  # Ray address; default: local runtime (or RAY_ADDRESS)
-    tags: Optional[dict] = None,  # extra transgan.* tags (study, variant)
-    name: Optional[str] = None,  # Ray run name; default <name>-<config hash[:8]>
+    tracking_uri: str | None = None,  # overrides tracking.uri
+    address: str | None = None,  # Ray address; default: local runtime (or RAY_ADDRESS)
+    tags: dict | None = None,  # extra transgan.* tags (study, variant)
+    name: str | None = None,  # Ray run name; default <name>-<config hash[:8]>
 ) -> dict:
     """One training run on Ray Train (resources.workers ranks), tracked in one MLflow run.
 
@@ -340,15 +303,22 @@ def run_train_ray(
         logger = mlt.start_train_run(cfg, uri=uri, run_key=f"ray:{storage}/{name}", run_name=name, tags=extra)
         info = {"uri": uri, "run_id": logger.run_id}
     init_ray(address)
-    trainer = build_trainer(cfg, name=name, storage_path=storage, out_dir=out_dir, tracking_info=info,
-                            resume=resume, allow_config_change=allow_config_change)
+    trainer = build_trainer(
+        cfg,
+        name=name,
+        storage_path=storage,
+        out_dir=out_dir,
+        tracking_info=info,
+        resume=resume,
+        allow_config_change=allow_config_change,
+    )
     try:
         result = trainer.fit()
     except BaseException:
         if logger is not None:
             logger.finish("FAILED")
         raise
-    ckpt_uri = best_checkpoint_uri(result)
+    ckpt_uri = best_checkpoint_uri(result, cfg.eval.primary)
     if logger is not None:
         if ckpt_uri:
             logger.set_tags({"checkpoint_uri": ckpt_uri})

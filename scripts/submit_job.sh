@@ -17,8 +17,8 @@
 # after --          arguments for experiments/sweep_cifar.py (quoting is kept)
 #
 # Runtime env: working_dir = this checkout (without .git, the venv, caches and run outputs), so the
-# cluster runs the experiments/ scripts and search spaces of this checkout; the transgan_lab package
-# itself must be installed on the cluster (cluster.yaml's setup_commands, the KubeRay image).
+# cluster runs the experiments/ scripts of this checkout; the transgan_lab package (search spaces
+# included) must be installed on the cluster (cluster.yaml's setup_commands, the KubeRay image).
 # MLFLOW_TRACKING_URI and TRANSGAN_LAB_STORAGE_PATH are passed on when set here; otherwise the
 # cluster's own values (set by cluster.yaml on every node) apply.
 # Token auth (Ray >= 2.59): the `ray job` client reads RAY_AUTH_MODE / RAY_AUTH_TOKEN(_PATH) from

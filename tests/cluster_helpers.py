@@ -250,8 +250,11 @@ class LoopbackSSH:
         """Install Debian's openssh-server and rsync when missing (root only). The package's
         service is kept from starting (a policy-rc.d for the install only): the system sshd would
         listen on every interface."""
-        missing = [p for p, exe in (("openssh-server", LoopbackSSH.SSHD), ("rsync", "rsync"), ("openssh-client", "ssh"))
-                   if shutil.which(exe) is None and not Path(exe).exists()]
+        missing = [
+            p
+            for p, exe in (("openssh-server", LoopbackSSH.SSHD), ("rsync", "rsync"), ("openssh-client", "ssh"))
+            if shutil.which(exe) is None and not Path(exe).exists()
+        ]
         if not missing:
             return
         if os.geteuid() != 0 or shutil.which("apt-get") is None:
@@ -264,8 +267,12 @@ class LoopbackSSH:
         try:
             env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
             subprocess.run(["apt-get", "update", "-qq"], check=True, env=env, timeout=300)
-            subprocess.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", *missing],
-                           check=True, env=env, timeout=600)
+            subprocess.run(
+                ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *missing],
+                check=True,
+                env=env,
+                timeout=600,
+            )
         finally:
             if made_policy:
                 policy.unlink(missing_ok=True)
@@ -274,30 +281,35 @@ class LoopbackSSH:
         self.root.mkdir(parents=True, exist_ok=True)
         self.home.mkdir(exist_ok=True)
         for key in (self.key, self.root / "ssh_host_ed25519_key"):
-            subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "transgan-lab-loopback", "-f", str(key)],
-                           check=True, timeout=30)
+            subprocess.run(
+                ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "transgan-lab-loopback", "-f", str(key)],
+                check=True,
+                timeout=30,
+            )
         (self.root / "authorized_keys").write_text(Path(str(self.key) + ".pub").read_text())
         os.chmod(self.root / "authorized_keys", 0o600)
         self.config.write_text(
-            "\n".join([
-                "ListenAddress 127.0.0.1",
-                "Port 22",
-                f"HostKey {self.root / 'ssh_host_ed25519_key'}",
-                f"PidFile {self.pid_file}",
-                f"AuthorizedKeysFile {self.root / 'authorized_keys'}",
-                "PermitRootLogin prohibit-password",
-                "PasswordAuthentication no",
-                "KbdInteractiveAuthentication no",
-                "UsePAM no",
-                "StrictModes no",
-                "MaxSessions 30",
-                "MaxStartups 30:30:60",
-                "X11Forwarding no",
-                "AllowTcpForwarding yes",
-                f"SetEnv HOME={self.home}",
-                "LogLevel ERROR",
-                "",
-            ])
+            "\n".join(
+                [
+                    "ListenAddress 127.0.0.1",
+                    "Port 22",
+                    f"HostKey {self.root / 'ssh_host_ed25519_key'}",
+                    f"PidFile {self.pid_file}",
+                    f"AuthorizedKeysFile {self.root / 'authorized_keys'}",
+                    "PermitRootLogin prohibit-password",
+                    "PasswordAuthentication no",
+                    "KbdInteractiveAuthentication no",
+                    "UsePAM no",
+                    "StrictModes no",
+                    "MaxSessions 30",
+                    "MaxStartups 30:30:60",
+                    "X11Forwarding no",
+                    "AllowTcpForwarding yes",
+                    f"SetEnv HOME={self.home}",
+                    "LogLevel ERROR",
+                    "",
+                ]
+            )
         )
         # Ray runs `bash --login -c -i 'source ~/.bashrc; ...'`; Debian's /etc/profile resets PATH,
         # so the venv comes from the rc files of this temp home.
@@ -317,23 +329,42 @@ class LoopbackSSH:
 
     def start(self) -> None:
         if port_in_use(22):
-            raise RuntimeError("127.0.0.1:22 is taken (a system sshd?); the loopback cluster needs it "
-                               "(Ray's cluster config has no SSH port setting)")
+            raise RuntimeError(
+                "127.0.0.1:22 is taken (a system sshd?); the loopback cluster needs it "
+                "(Ray's cluster config has no SSH port setting)"
+            )
         Path("/run/sshd").mkdir(parents=True, exist_ok=True)  # sshd's privilege-separation dir
         subprocess.run([self.SSHD, "-f", str(self.config), "-E", str(self.log)], check=True, timeout=30)
         deadline = time.monotonic() + 20
         while not (self.pid_file.exists() and port_in_use(22)):
             if time.monotonic() > deadline:
-                raise RuntimeError(f"private sshd did not come up; log: {self.log.read_text() if self.log.exists() else ''}")
+                raise RuntimeError(
+                    f"private sshd did not come up; log: {self.log.read_text() if self.log.exists() else ''}"
+                )
             time.sleep(0.1)
 
     def ssh(self, command: str, timeout_s: float = 60) -> subprocess.CompletedProcess:
         """Run ``command`` the way Ray does (login + interactive bash) and return the result."""
         return subprocess.run(
-            ["ssh", "-i", str(self.key), "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
-             "-o", "BatchMode=yes", "-o", "LogLevel=ERROR", f"{self.user}@127.0.0.1",
-             f"bash --login -c -i {command!r}"],
-            capture_output=True, text=True, timeout=timeout_s, stdin=subprocess.DEVNULL,
+            [
+                "ssh",
+                "-i",
+                str(self.key),
+                "-o",
+                "StrictHostKeyChecking=no",
+                "-o",
+                "UserKnownHostsFile=/dev/null",
+                "-o",
+                "BatchMode=yes",
+                "-o",
+                "LogLevel=ERROR",
+                f"{self.user}@127.0.0.1",
+                f"bash --login -c -i {command!r}",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+            stdin=subprocess.DEVNULL,
         )
 
     def stop(self) -> None:

@@ -172,7 +172,10 @@ def test_fused_cuda_kernel_accepts_the_merged_bias(dtype):
         attn.rel_pos.table.normal_(0, 1.0)
     x = torch.randn(4, side * side + 1, 64, device="cuda")  # 65 tokens: [cls] + grid, an odd length
     mask = torch.nn.functional.pad(A.locality_mask(side=side, width=3, kind="band1d", device="cuda"), (1, 0, 1, 0))
-    with sdpa_kernel(SDPBackend.EFFICIENT_ATTENTION), torch.autocast("cuda", dtype=dtype, enabled=dtype != torch.float32):
+    with (
+        sdpa_kernel(SDPBackend.EFFICIENT_ATTENTION),
+        torch.autocast("cuda", dtype=dtype, enabled=dtype != torch.float32),
+    ):
         out = attn(x, mask)
     ref, _ = _reference(x, attn, mask)
     tol = 2e-3 if dtype == torch.float32 else 0.05

@@ -94,7 +94,7 @@ def test_stl_erase_sides_in_range():
     for seed in range(10):
         torch.manual_seed(seed)
         y = Aug.stl_erase(x, gate_prob=1.0)
-        zero = (y[0, 0] == 0)
+        zero = y[0, 0] == 0
         h, w = int(zero.any(1).sum()), int(zero.any(0).sum())
         assert 20 <= h <= 44 and 20 <= w <= 44
 

@@ -22,9 +22,17 @@ from transgan_lab.platform.cli import main
 REPO = Path(__file__).resolve().parents[1]
 
 TINY = [
-    "model.g.embed_dim=64", "model.g.depths=[1,1,1]", "model.g.heads=2",
-    "model.d.embed_dim=32", "model.d.depth=1", "model.d.heads=2",
-    "optim.n_critic=1", "optim.batch_d=32", "optim.batch_g=32", "eval.n_fake=64", "eval.batch=64",
+    "model.g.embed_dim=64",
+    "model.g.depths=[1,1,1]",
+    "model.g.heads=2",
+    "model.d.embed_dim=32",
+    "model.d.depth=1",
+    "model.d.heads=2",
+    "optim.n_critic=1",
+    "optim.batch_d=32",
+    "optim.batch_g=32",
+    "eval.n_fake=64",
+    "eval.batch=64",
 ]
 
 
@@ -60,9 +68,18 @@ def world(tmp_path_factory):
     # A tiny real checkpoint (manifest + verified G_ema), as the engine writes it.
     cfg = load_config("digits-tiny", TINY)
     G = build_generator(cfg)
-    ckpt.save_checkpoint(w / "run" / "checkpoints", step=0, state={"G_ema": G.state_dict()},
-                         meta={"nimg": 0, "kimg": 0.0, "config": as_dict(cfg), "config_hash": config_hash(cfg),
-                               "dynamics_hash": dynamics_hash(cfg)})
+    ckpt.save_checkpoint(
+        w / "run" / "checkpoints",
+        step=0,
+        state={"G_ema": G.state_dict()},
+        meta={
+            "nimg": 0,
+            "kimg": 0.0,
+            "config": as_dict(cfg),
+            "config_hash": config_hash(cfg),
+            "dynamics_hash": dynamics_hash(cfg),
+        },
+    )
     (w / "ckpt-damaged").mkdir()
     (w / "ckpt-damaged" / "manifest.json").write_text("{not json")
     return w
@@ -91,58 +108,207 @@ CASES = [
     # config values through --set
     ("set-no-equals", ["train", "digits-tiny", "--set", "optim.lr_g"], ["expected key=value", "--set optim.lr_g=2e-4"]),
     ("set-empty-key", ["train", "digits-tiny", "--set", "=3"], ["key before '=' is empty"]),
-    ("set-unknown-section", ["train", "digits-tiny", "--set", "optimizer.lr=1"], ["unknown key 'optimizer'", "known keys", "optim"]),
+    (
+        "set-unknown-section",
+        ["train", "digits-tiny", "--set", "optimizer.lr=1"],
+        ["unknown key 'optimizer'", "known keys", "optim"],
+    ),
     ("set-unknown-field", ["train", "digits-tiny", "--set", "optim.lr=1"], ["unknown key 'lr'", "lr_g"]),
     ("negative-lr", ["train", "digits-tiny", "--set", "optim.lr_g=-1"], ["optim.lr_g", "greater than 0"]),
     ("lr-not-number", ["train", "digits-tiny", "--set", "optim.lr_g=fast"], ["optim.lr_g", "number", "'fast'"]),
-    ("embed-not-divisible", ["train", "digits-tiny", "--set", "model.g.embed_dim=100"], ["model.g.embed_dim=100", "divisible by 4^(stages-1)=16"]),
-    ("heads-not-dividing", ["train", "digits-tiny", "--set", "model.g.heads=3"], ["model.g.heads=3", "pick heads dividing"]),
-    ("bottom-vs-resolution", ["train", "digits-tiny", "--set", "model.g.bottom=8"], ["model.g.bottom=8", "data.resolution=16", "set model.g.bottom=4"]),
-    ("batch-vs-workers", ["train", "digits-tiny", "--set", "optim.batch_d=63", "--set", "resources.workers=2"], ["optim.batch_d=63", "not divisible", "workers"]),
-    ("patch-vs-resolution", ["summary", "digits-tiny", "--set", "model.d.patch_size=3"], ["model.d.patch_size=3", "pick a patch size"]),
-    ("fractional-gpus-ddp", ["train", "digits-tiny", "--set", "resources.workers=2", "--set", "resources.gpus_per_worker=0.5"], ["gpus_per_worker", "whole number"]),
-    ("precision-literal", ["train", "digits-tiny", "--set", "train.precision=fp16"], ["train.precision", "'bf16'", "'fp16'"]),
-    ("augment-op", ["train", "digits-tiny", "--set", "augment.policy=[rotate]"], ["augment.policy", "'translation'", "'rotate'"]),
+    (
+        "embed-not-divisible",
+        ["train", "digits-tiny", "--set", "model.g.embed_dim=100"],
+        ["model.g.embed_dim=100", "divisible by 4^(stages-1)=16"],
+    ),
+    (
+        "heads-not-dividing",
+        ["train", "digits-tiny", "--set", "model.g.heads=3"],
+        ["model.g.heads=3", "pick heads dividing"],
+    ),
+    (
+        "bottom-vs-resolution",
+        ["train", "digits-tiny", "--set", "model.g.bottom=8"],
+        ["model.g.bottom=8", "data.resolution=16", "set model.g.bottom=4"],
+    ),
+    (
+        "batch-vs-workers",
+        ["train", "digits-tiny", "--set", "optim.batch_d=63", "--set", "resources.workers=2"],
+        ["optim.batch_d=63", "not divisible", "workers"],
+    ),
+    (
+        "patch-vs-resolution",
+        ["summary", "digits-tiny", "--set", "model.d.patch_size=3"],
+        ["model.d.patch_size=3", "pick a patch size"],
+    ),
+    (
+        "fractional-gpus-ddp",
+        ["train", "digits-tiny", "--set", "resources.workers=2", "--set", "resources.gpus_per_worker=0.5"],
+        ["gpus_per_worker", "whole number"],
+    ),
+    (
+        "precision-literal",
+        ["train", "digits-tiny", "--set", "train.precision=fp16"],
+        ["train.precision", "'bf16'", "'fp16'"],
+    ),
+    (
+        "augment-op",
+        ["train", "digits-tiny", "--set", "augment.policy=[rotate]"],
+        ["augment.policy", "'translation'", "'rotate'"],
+    ),
     ("digits-hflip", ["train", "digits-tiny", "--set", "data.hflip=true"], ["data.hflip=true", "set data.hflip=false"]),
     ("kimg-negative", ["train", "digits-tiny", "--kimg", "-5"], ["train.kimg", "greater than 0"]),
     # metric names
-    ("metric-unknown", ["train", "digits-tiny", "--set", "eval.metrics=[fud]"], ["unknown metric(s) ['fud']", "choose from"]),
-    ("metric-primary-missing", ["train", "digits-tiny", "--set", "eval.primary=kid"], ["eval.primary='kid'", "add it or pick one"]),
-    ("metric-fid-on-grey", ["train", "digits-tiny", "--set", "eval.metrics=[fid]", "--set", "eval.primary=fid"], ["need RGB images", "data.channels=3"]),
+    (
+        "metric-unknown",
+        ["train", "digits-tiny", "--set", "eval.metrics=[fud]"],
+        ["unknown metric(s) ['fud']", "choose from"],
+    ),
+    (
+        "metric-primary-missing",
+        ["train", "digits-tiny", "--set", "eval.primary=kid"],
+        ["eval.primary='kid'", "add it or pick one"],
+    ),
+    (
+        "metric-fid-on-grey",
+        ["train", "digits-tiny", "--set", "eval.metrics=[fid]", "--set", "eval.primary=fid"],
+        ["need RGB images", "data.channels=3"],
+    ),
     ("eval-metric-unknown", ["eval", "{w}/run", "--metrics", "fud"], ["unknown metric(s) ['fud']"]),
     ("eval-n-too-small", ["eval", "{w}/run", "--n", "1"], ["--n 1", "at least 2"]),
     ("eval-batch-zero", ["eval", "{w}/run", "--batch", "0"], ["--batch 0"]),
     # datasets: names, paths, formats
-    ("dataset-unknown", ["train", "digits-tiny", "--set", "data.dataset=mnist"], ["data.dataset", "'cifar10'", "'mnist'"]),
-    ("dataset-root-missing", ["train", "digits-tiny", "--set", "data.dataset=cifar10", "--set", "data.channels=3",
-                              "--set", "eval.metrics=[fid]", "--set", "eval.primary=fid"], ["data.root is required", "data.root=/path/to/cifar10"]),
-    ("cifar-files-missing", ["train", "digits-tiny", "--set", "data.dataset=cifar10", "--set", "data.root={w}/empty-folder",
-                             "--set", "data.channels=3", "--set", "eval.metrics=[fid]", "--set", "eval.primary=fid"],
-     ["cifar10", "data_batch_1", "missing"]),
-    ("cifar-files-garbage", ["train", "digits-tiny", "--set", "data.dataset=cifar10", "--set", "data.root={w}/cifar-bad",
-                             "--set", "data.channels=3", "--set", "eval.metrics=[fid]", "--set", "eval.primary=fid"],
-     ["data_batch_1"]),
-    ("folder-empty", ["train", "digits-tiny", "--set", "data.dataset=folder", "--set", "data.root={w}/empty-folder",
-                      "--set", "data.channels=3", "--set", "eval.metrics=[kid]", "--set", "eval.primary=kid"],
-     ["holds no images", "Put image files"]),
-    ("folder-no-images", ["train", "digits-tiny", "--set", "data.dataset=folder", "--set", "data.root={w}/not-images",
-                          "--set", "data.channels=3", "--set", "eval.metrics=[kid]", "--set", "eval.primary=kid"],
-     ["holds no images"]),
+    (
+        "dataset-unknown",
+        ["train", "digits-tiny", "--set", "data.dataset=mnist"],
+        ["data.dataset", "'cifar10'", "'mnist'"],
+    ),
+    (
+        "dataset-root-missing",
+        [
+            "train",
+            "digits-tiny",
+            "--set",
+            "data.dataset=cifar10",
+            "--set",
+            "data.channels=3",
+            "--set",
+            "eval.metrics=[fid]",
+            "--set",
+            "eval.primary=fid",
+        ],
+        ["data.root is required", "data.root=/path/to/cifar10"],
+    ),
+    (
+        "cifar-files-missing",
+        [
+            "train",
+            "digits-tiny",
+            "--set",
+            "data.dataset=cifar10",
+            "--set",
+            "data.root={w}/empty-folder",
+            "--set",
+            "data.channels=3",
+            "--set",
+            "eval.metrics=[fid]",
+            "--set",
+            "eval.primary=fid",
+        ],
+        ["cifar10", "data_batch_1", "missing"],
+    ),
+    (
+        "cifar-files-garbage",
+        [
+            "train",
+            "digits-tiny",
+            "--set",
+            "data.dataset=cifar10",
+            "--set",
+            "data.root={w}/cifar-bad",
+            "--set",
+            "data.channels=3",
+            "--set",
+            "eval.metrics=[fid]",
+            "--set",
+            "eval.primary=fid",
+        ],
+        ["data_batch_1"],
+    ),
+    (
+        "folder-empty",
+        [
+            "train",
+            "digits-tiny",
+            "--set",
+            "data.dataset=folder",
+            "--set",
+            "data.root={w}/empty-folder",
+            "--set",
+            "data.channels=3",
+            "--set",
+            "eval.metrics=[kid]",
+            "--set",
+            "eval.primary=kid",
+        ],
+        ["holds no images", "Put image files"],
+    ),
+    (
+        "folder-no-images",
+        [
+            "train",
+            "digits-tiny",
+            "--set",
+            "data.dataset=folder",
+            "--set",
+            "data.root={w}/not-images",
+            "--set",
+            "data.channels=3",
+            "--set",
+            "eval.metrics=[kid]",
+            "--set",
+            "eval.primary=kid",
+        ],
+        ["holds no images"],
+    ),
     # checkpoint paths
-    ("resume-missing", ["train", "digits-tiny", "--resume", "{w}/no-such-run"], ["does not exist", "run directory or a checkpoint"]),
+    (
+        "resume-missing",
+        ["train", "digits-tiny", "--resume", "{w}/no-such-run"],
+        ["does not exist", "run directory or a checkpoint"],
+    ),
     ("resume-empty", ["train", "digits-tiny", "--resume", "{w}/empty-folder"], ["no checkpoints under", "train first"]),
-    ("resume-damaged-manifest", ["train", "digits-tiny", "--resume", "{w}/ckpt-damaged"], ["damaged", "earlier checkpoint"]),
-    ("resume-config-changed", ["train", "digits-tiny", "--resume", "{w}/run"], ["training-dynamics config changed", "--allow-config-change"]),
+    (
+        "resume-damaged-manifest",
+        ["train", "digits-tiny", "--resume", "{w}/ckpt-damaged"],
+        ["damaged", "earlier checkpoint"],
+    ),
+    (
+        "resume-config-changed",
+        ["train", "digits-tiny", "--resume", "{w}/run"],
+        ["training-dynamics config changed", "--allow-config-change"],
+    ),
     ("eval-missing", ["eval", "{w}/no-such-run"], ["does not exist"]),
     ("eval-no-checkpoints", ["eval", "{w}/empty-folder"], ["no checkpoints under"]),
     ("sample-missing", ["sample", "{w}/no-such-run"], ["does not exist"]),
     ("sample-n-zero", ["sample", "{w}/run", "--n", "0"], ["--n 0", "at least one image"]),
     ("sample-interpolate-one", ["sample", "{w}/run", "--interpolate", "1"], ["--interpolate 1", ">= 2"]),
-    ("sample-out-unwritable", ["sample", "{w}/run", "--n", "1", "--out", "/proc/transgan-nope"], ["cannot write samples", "writable --out"]),
+    (
+        "sample-out-unwritable",
+        ["sample", "{w}/run", "--n", "1", "--out", "/proc/transgan-nope"],
+        ["cannot write samples", "writable --out"],
+    ),
     # tracking
-    ("tracking-plain-dir", ["train", "digits-tiny", "--kimg", "0.032", "--set", "tracking.uri={w}/plain-store"], ["plain directory store", "sqlite:///"]),
-    ("tracking-unreachable", ["train", "digits-tiny", "--kimg", "0.032", "--set", "tracking.uri=http://127.0.0.1:9"],
-     ["http://127.0.0.1:9", "not reachable", "start it"]),
+    (
+        "tracking-plain-dir",
+        ["train", "digits-tiny", "--kimg", "0.032", "--set", "tracking.uri={w}/plain-store"],
+        ["plain directory store", "sqlite:///"],
+    ),
+    (
+        "tracking-unreachable",
+        ["train", "digits-tiny", "--kimg", "0.032", "--set", "tracking.uri=http://127.0.0.1:9"],
+        ["http://127.0.0.1:9", "not reachable", "start it"],
+    ),
     ("ui-no-store", ["ui", "--tracking-uri", "sqlite:///{w}/none/mlflow.db"], ["no run store", "--tracking-uri"]),
     # CLI arguments (argparse: usage line + one error line, exit code 2)
     ("cli-unknown-command", ["trian", "digits-tiny"], ["invalid choice: 'trian'"]),
@@ -198,8 +364,9 @@ def _run_cli(args, cwd):
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     env.pop("MLFLOW_TRACKING_URI", None)
     env.pop("TRANSGAN_LAB_DEBUG", None)
-    return subprocess.run([sys.executable, "-m", "transgan_lab", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "transgan_lab", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300
+    )
 
 
 @pytest.mark.slow

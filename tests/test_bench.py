@@ -14,19 +14,18 @@ import subprocess
 import sys
 from pathlib import Path
 
+import gpu_bench  # bench/ is on pytest's pythonpath (pyproject.toml)
 import pytest
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "bench"))
-
-import gpu_bench  # noqa: E402
 
 
 def run_bench(script: str, *args: str, report: Path) -> dict:
     """Run bench/<script> with these arguments in a fresh process; its JSON report, parsed."""
-    p = subprocess.run([sys.executable, str(REPO / "bench" / script), *args],
-                       capture_output=True, text=True, timeout=900, cwd=REPO)
+    p = subprocess.run(
+        [sys.executable, str(REPO / "bench" / script), *args], capture_output=True, text=True, timeout=900, cwd=REPO
+    )
     assert p.returncode == 0, p.stderr[-3000:]
     return json.loads(report.read_text())
 
@@ -39,7 +38,8 @@ def test_bench_configs_are_the_presets_as_resolved_today(preset):
 
     stored = json.loads((gpu_bench.CONFIGS / f"{preset}.json").read_text())
     assert stored == load_config(preset).model_dump(mode="json"), (
-        f"bench/configs/{preset}.json is stale: run `python bench/gpu_bench.py --write-configs`")
+        f"bench/configs/{preset}.json is stale: run `python bench/gpu_bench.py --write-configs`"
+    )
 
 
 @pytest.mark.parametrize("preset", ["digits-tiny", "cifar10-v2"])  # v2: relative bias and window-free 32x32
@@ -79,8 +79,24 @@ def test_gpu_script_smoke_writes_the_full_report(tmp_path):
 @pytest.mark.slow
 def test_train_step_benchmark_writes_json(tmp_path):
     out = tmp_path / "ts.json"
-    rep = run_bench("train_step.py", "--presets", "digits-tiny", "--modes", "baseline,fp32", "--rounds", "1",
-                    "--steps", "1", "--warmup", "0", "--set", "optim.n_critic=1", "--out", str(out), report=out)
+    rep = run_bench(
+        "train_step.py",
+        "--presets",
+        "digits-tiny",
+        "--modes",
+        "baseline,fp32",
+        "--rounds",
+        "1",
+        "--steps",
+        "1",
+        "--warmup",
+        "0",
+        "--set",
+        "optim.n_critic=1",
+        "--out",
+        str(out),
+        report=out,
+    )
     (preset,) = rep["presets"]
     assert preset["preset"] == "digits-tiny" and preset["img_per_step"] == 64
     assert set(preset["modes"]) == {"baseline", "fp32"}

@@ -20,7 +20,6 @@ import jsonschema
 import pytest
 import ray
 import yaml
-
 from cluster_helpers import (
     LOOPBACK_TEMPLATE,
     REPO,
@@ -48,15 +47,29 @@ CLOUD = {"cluster.yaml": ("aws", "s3://"), "cluster-gcp.yaml": ("gcp", "gs://")}
 
 
 def _loopback_text(**over) -> str:
-    kw = dict(cluster_name="tgl-loopback-test", ssh_user="root", ssh_private_key=Path("/tmp/k/id_ed25519"),
-              ray_port=6390, dashboard_port=8270, agent_port=52370, client_port=10010, mlflow_port=5010)
+    kw = dict(
+        cluster_name="tgl-loopback-test",
+        ssh_user="root",
+        ssh_private_key=Path("/tmp/k/id_ed25519"),
+        ray_port=6390,
+        dashboard_port=8270,
+        agent_port=52370,
+        client_port=10010,
+        mlflow_port=5010,
+    )
     kw.update(over)
     return render_loopback_config(**kw)
 
 
 def _commands(cfg: dict) -> list[str]:
-    keys = ["initialization_commands", "setup_commands", "head_setup_commands", "worker_setup_commands",
-            "head_start_ray_commands", "worker_start_ray_commands"]
+    keys = [
+        "initialization_commands",
+        "setup_commands",
+        "head_setup_commands",
+        "worker_setup_commands",
+        "head_start_ray_commands",
+        "worker_start_ray_commands",
+    ]
     return [c for k in keys for c in cfg.get(k) or []]
 
 
@@ -73,7 +86,7 @@ def _check_project_mounts(mounts: dict, *, local_prefix: str) -> None:
     rels = set()
     for remote, local in mounts.items():
         assert local.startswith(local_prefix + "/"), f"{local!r} is not under {local_prefix!r} (never mount the root)"
-        rel = local[len(local_prefix) + 1:]
+        rel = local[len(local_prefix) + 1 :]
         assert remote == f"~/transgan-lab/{rel}", (remote, local)
         assert (REPO / rel).exists(), f"file_mounts names {rel}, which is not in the repository"
         rels.add(rel)
@@ -240,8 +253,9 @@ def test_rayjob_manifest_structure():
     for c in [head_c] + [g["template"]["spec"]["containers"][0] for g in groups]:
         assert ":" in c["image"] and not c["image"].endswith(":latest")
         assert f"ray{ray.__version__}" in c["image"]
-        assert "env" not in c or all("valueFrom" in e or not re.search("KEY|SECRET|TOKEN|PASSWORD", e["name"])
-                                     for e in c["env"])
+        assert "env" not in c or all(
+            "valueFrom" in e or not re.search("KEY|SECRET|TOKEN|PASSWORD", e["name"]) for e in c["env"]
+        )
 
 
 # ------------------------------------------------------------------ credentials
@@ -254,24 +268,31 @@ def test_no_credentials_in_cluster_files(path):
     assert hits == [], f"{path.name} looks like it holds a credential:\n" + "\n".join(hits)
 
 
-@pytest.mark.parametrize("bad", [
-    "aws_access_key_id: AKIAABCDEFGHIJKLMNOP",
-    "  AWS_SECRET_ACCESS_KEY=abc",
-    "-----BEGIN OPENSSH PRIVATE KEY-----",
-    '{"type": "service_account", "private_key": "x"}',
-    "token: ghp_abcdefghijklmnopqrstuvwxyz0123456789",
-    "backend: postgresql://mlflow:hunter2hunter2@db:5432/mlflow",
-    "  MLFLOW_TRACKING_PASSWORD: s3cr3t-v4lue-here",
-    "api_key = 0123456789abcdef",
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "aws_access_key_id: AKIAABCDEFGHIJKLMNOP",
+        "  AWS_SECRET_ACCESS_KEY=abc",
+        "-----BEGIN OPENSSH PRIVATE KEY-----",
+        '{"type": "service_account", "private_key": "x"}',
+        "token: ghp_abcdefghijklmnopqrstuvwxyz0123456789",
+        "backend: postgresql://mlflow:hunter2hunter2@db:5432/mlflow",
+        "  MLFLOW_TRACKING_PASSWORD: s3cr3t-v4lue-here",
+        "api_key = 0123456789abcdef",
+    ],
+)
 def test_credential_scan_catches_known_shapes(bad):
     assert find_credentials(bad), bad
 
 
 def test_credential_scan_passes_placeholders():
-    ok = ["# EDIT 4: IamInstanceProfile: {Arn: \"arn:aws:iam::<ACCOUNT_ID>:instance-profile/<PROFILE_NAME>\"}",
-          "ssh_private_key: /tmp/x/id_ed25519", "serviceAccountName: transgan-lab", "auth:",
-          "      TRANSGAN_LAB_STORAGE_PATH: \"s3://YOUR-BUCKET/transgan-lab/ray-results\""]
+    ok = [
+        '# EDIT 4: IamInstanceProfile: {Arn: "arn:aws:iam::<ACCOUNT_ID>:instance-profile/<PROFILE_NAME>"}',
+        "ssh_private_key: /tmp/x/id_ed25519",
+        "serviceAccountName: transgan-lab",
+        "auth:",
+        '      TRANSGAN_LAB_STORAGE_PATH: "s3://YOUR-BUCKET/transgan-lab/ray-results"',
+    ]
     for line in ok:
         assert find_credentials(line) == [], line
 
@@ -281,8 +302,9 @@ def test_credential_scan_passes_placeholders():
 
 def test_mlflow_starter_refuses_bad_arguments():
     script = REPO / "scripts" / "cluster_mlflow.sh"
-    r = subprocess.run(["bash", str(script), "start", "--host", "0.0.0.0", "--root", "/tmp/x"],
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        ["bash", str(script), "start", "--host", "0.0.0.0", "--root", "/tmp/x"], capture_output=True, text=True
+    )
     assert r.returncode == 2 and "refusing --host 0.0.0.0" in r.stderr
     r = subprocess.run(["bash", str(script), "start", "--host", "127.0.0.1"], capture_output=True, text=True)
     assert r.returncode == 2 and "--root DIR is required" in r.stderr
@@ -301,8 +323,13 @@ def test_mlflow_starter_binds_private_address_and_stops_by_pid(scratch):
     script = REPO / "scripts" / "cluster_mlflow.sh"
     env = {**os.environ, "PATH": f"{VENV_BIN}:{os.environ['PATH']}"}
     try:
-        r = subprocess.run(["bash", str(script), "start", "--host", "127.0.0.1", "--port", str(port), "--root", str(root)],
-                           capture_output=True, text=True, env=env, timeout=180)
+        r = subprocess.run(
+            ["bash", str(script), "start", "--host", "127.0.0.1", "--port", str(port), "--root", str(root)],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=180,
+        )
         assert r.returncode == 0, r.stdout + r.stderr
         pid = int((root / "mlflow.pid").read_text())
         assert pid in pids_mentioning(str(root))
@@ -328,7 +355,13 @@ def test_sweep_script_runs_when_copied_alone(tmp_path):
 
     copy_ = tmp_path / "sweep_cifar.py"
     shutil.copy(REPO / "experiments" / "sweep_cifar.py", copy_)
-    r = subprocess.run([str(VENV_BIN / "python"), str(copy_), "--help"], capture_output=True, text=True,
-                       cwd=tmp_path, timeout=120, env={**os.environ, "PYTHONPATH": ""})
+    r = subprocess.run(
+        [str(VENV_BIN / "python"), str(copy_), "--help"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": ""},
+    )
     assert r.returncode == 0, r.stderr
     assert "--smoke" in r.stdout and "--address" in r.stdout

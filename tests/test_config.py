@@ -47,7 +47,10 @@ BAD_OVERRIDES = [
     (["eval.primary=fid"], ["eval.primary='fid'", "eval.metrics"]),
     (["eval.metrics=[fid]", "eval.primary=fid"], ["eval.metrics", "data.channels=3"]),
     (["data.hflip=true"], ["data.hflip=true", "set data.hflip=false"]),
-    (["data.dataset=cifar10", "eval.metrics=[fid]", "eval.primary=fid", "data.channels=3"], ["data.root", "data.download=true"]),
+    (
+        ["data.dataset=cifar10", "eval.metrics=[fid]", "eval.primary=fid", "data.channels=3"],
+        ["data.root", "data.download=true"],
+    ),
     (["resources.workers=2", "resources.gpus_per_worker=0.5"], ["resources.gpus_per_worker", "whole number"]),
     (["sweep.reduction_factor=1"], ["sweep.reduction_factor"]),
     (["seed=abc"], ["seed", "(got 'abc')"]),
@@ -107,26 +110,41 @@ def test_unknown_preset_and_missing_file():
 def test_every_preset_loads_and_is_consistent(name):
     cfg = load_config(name)
     assert cfg.preset == name and cfg.name
-    if cfg.model.g.arch == "transgan":
-        assert cfg.stage_resolutions()[-1] == cfg.data.resolution
+    if cfg.model.g.arch == "transgan":  # each stage doubles the side: bottom x 2^(stages-1)
+        assert cfg.model.g.bottom * 2 ** (len(cfg.model.g.depths) - 1) == cfg.data.resolution
     assert C.from_dict(cfg.model_dump(mode="json")) == cfg  # the dump re-validates to the same config
 
 
 def test_presets_hold_the_paper_settings():
     assert len(C.preset_names()) >= 8
     s = load_config("cifar10-s")
-    assert (s.data.dataset, s.data.resolution, s.optim.batch_d, s.optim.batch_g, s.optim.n_critic) == ("cifar10", 32, 32, 64, 5)
+    assert (s.data.dataset, s.data.resolution, s.optim.batch_d, s.optim.batch_g, s.optim.n_critic) == (
+        "cifar10",
+        32,
+        32,
+        64,
+        5,
+    )
     stl = load_config("stl10-xl")  # base: cifar10-s, deep-merged
-    assert (stl.data.resolution, stl.model.g.bottom, stl.stage_resolutions()) == (48, 12, [12, 24, 48])
+    assert (stl.data.resolution, stl.model.g.bottom, len(stl.model.g.depths)) == (48, 12, 3)  # stages: 12, 24, 48 px
     assert stl.model.g.locality.enabled and stl.model.mtct.enabled  # inherited from cifar10-s
     assert load_config("digits-tiny").data.hflip is False
 
 
 def test_overrides_parse_yaml_values():
-    cfg = load_config("digits-tiny", [
-        "model.g.depths=[2,2,2]", "optim.lr_g=3e-4", "data.channels=3", "train.precision=fp32",
-        "model.g.locality.schedule=[[0, 2], [5, 3]]", "tracking.uri=null", "name=2024", "tracking.experiment=123",
-    ])
+    cfg = load_config(
+        "digits-tiny",
+        [
+            "model.g.depths=[2,2,2]",
+            "optim.lr_g=3e-4",
+            "data.channels=3",
+            "train.precision=fp32",
+            "model.g.locality.schedule=[[0, 2], [5, 3]]",
+            "tracking.uri=null",
+            "name=2024",
+            "tracking.experiment=123",
+        ],
+    )
     assert cfg.model.g.depths == [2, 2, 2] and cfg.optim.lr_g == pytest.approx(3e-4)
     assert cfg.data.channels == 3 and cfg.train.precision == "fp32"
     assert cfg.model.g.locality.schedule == [(0, 2), (5, 3)] and cfg.tracking.uri is None
@@ -143,7 +161,9 @@ def test_base_inheritance_and_relative_base(tmp_path):
     tiny = load_config("digits-tiny")
     assert child.preset == "child" and child.name == "parent" and child.seed == 7
     assert child.optim.lr_g == 5e-4 and child.train.kimg == 3 and child.model.g.heads == 2
-    assert child.model.g.embed_dim == tiny.model.g.embed_dim and child.model.g.depths == tiny.model.g.depths  # siblings survive the deep merge
+    assert (
+        child.model.g.embed_dim == tiny.model.g.embed_dim and child.model.g.depths == tiny.model.g.depths
+    )  # siblings survive the deep merge
     assert child.optim.batch_d == tiny.optim.batch_d and child.data == tiny.data
 
 
@@ -154,8 +174,15 @@ def test_config_hash_changes_with_any_field_dynamics_hash_only_with_dynamics():
     base = load_config("digits-tiny")
     h, dh = C.config_hash(base), C.dynamics_hash(base)
     assert len(h) == 16 and h == C.config_hash(load_config("digits-tiny"))
-    for o in (["train.kimg=1"], ["train.log_kimg=1"], ["train.checkpoint_kimg=7"], ["train.grid_kimg=3"],
-              ["eval.n_fake=100"], ["name=other"], ["data.loader_workers=2"]):
+    for o in (
+        ["train.kimg=1"],
+        ["train.log_kimg=1"],
+        ["train.checkpoint_kimg=7"],
+        ["train.grid_kimg=3"],
+        ["eval.n_fake=100"],
+        ["name=other"],
+        ["data.loader_workers=2"],
+    ):
         cfg = load_config("digits-tiny", o)
         assert C.config_hash(cfg) != h, o
         assert C.dynamics_hash(cfg) == dh, o
@@ -174,7 +201,9 @@ def test_config_hash_stable_across_processes():
     )
     for seed in ("1", "12345"):  # a different str-hash seed must not matter
         env = dict(os.environ, PYTHONHASHSEED=seed)
-        out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, check=True)
+        out = subprocess.run(
+            [sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, check=True
+        )
         assert {k: tuple(v) for k, v in json.loads(out.stdout).items()} == here
 
 
@@ -182,7 +211,9 @@ def test_config_hash_stable_across_processes():
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "transgan_lab", *args], cwd=REPO, capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "transgan_lab", *args], cwd=REPO, capture_output=True, text=True, timeout=120
+    )
 
 
 @pytest.mark.slow
@@ -197,7 +228,9 @@ def test_cli_config_show_prints_resolved_values():
     r = _cli("config", "show", "digits-tiny", "--json", "--flat")
     out = json.loads(r.stdout)
     preset = load_config("digits-tiny")
-    assert out["config"]["model.g.embed_dim"] == preset.model.g.embed_dim and out["config_hash"] == C.config_hash(preset)
+    assert out["config"]["model.g.embed_dim"] == preset.model.g.embed_dim and out["config_hash"] == C.config_hash(
+        preset
+    )
 
 
 @pytest.mark.slow

@@ -25,12 +25,20 @@ import torch
 from PIL import Image
 
 from transgan_lab.trainers import data as D
-from transgan_lab.trainers.data import DATASETS, DataStream, DatasetError, build_dataset
+from transgan_lab.trainers.data import DATASETS, DatasetError, DataStream, build_dataset
 
 
 def cfg(**kw) -> SimpleNamespace:
-    base = dict(dataset="digits", root=None, resolution=16, channels=1, hflip=False, download=False,
-                upscale="bilinear", loader_workers=0)
+    base = dict(
+        dataset="digits",
+        root=None,
+        resolution=16,
+        channels=1,
+        hflip=False,
+        download=False,
+        upscale="bilinear",
+        loader_workers=0,
+    )
     base.update(kw)
     return SimpleNamespace(**base)
 
@@ -51,10 +59,32 @@ def _int(i: int) -> bytes:
 def _py2_uint8_array(a: np.ndarray) -> bytes:
     """numpy 1.x on Python 2: ndarray.__reduce__ = (_reconstruct, (ndarray, (0,), 'b'), state)."""
     assert a.dtype == np.uint8 and a.ndim == 2
-    dtype = (b"cnumpy\ndtype\n" + _s("u1") + _int(0) + _int(1) + b"\x87R"  # dtype('u1', 0, 1)
-             + b"(" + _int(3) + _s("|") + b"NNN" + _int(-1) + _int(-1) + _int(0) + b"tb")
+    dtype = (
+        b"cnumpy\ndtype\n"
+        + _s("u1")
+        + _int(0)
+        + _int(1)
+        + b"\x87R"  # dtype('u1', 0, 1)
+        + b"("
+        + _int(3)
+        + _s("|")
+        + b"NNN"
+        + _int(-1)
+        + _int(-1)
+        + _int(0)
+        + b"tb"
+    )
     state = b"(" + _int(1) + _int(a.shape[0]) + _int(a.shape[1]) + b"\x86" + dtype + b"\x89" + _s(a.tobytes()) + b"t"
-    return b"cnumpy.core.multiarray\n_reconstruct\n" + b"cnumpy\nndarray\n" + _int(0) + b"\x85" + _s("b") + b"\x87R" + state + b"b"
+    return (
+        b"cnumpy.core.multiarray\n_reconstruct\n"
+        + b"cnumpy\nndarray\n"
+        + _int(0)
+        + b"\x85"
+        + _s("b")
+        + b"\x87R"
+        + state
+        + b"b"
+    )
 
 
 def write_cifar_batch(path: Path, images: np.ndarray, labels: list[int]) -> None:
@@ -81,7 +111,7 @@ def cifar_root(tmp_path_factory) -> tuple[Path, np.ndarray]:
     sizes = [3, 2, 2, 2, 1]
     start = 0
     for i, n in enumerate(sizes, 1):
-        write_cifar_batch(root / "cifar-10-batches-py" / f"data_batch_{i}", x[start:start + n], [i] * n)
+        write_cifar_batch(root / "cifar-10-batches-py" / f"data_batch_{i}", x[start : start + n], [i] * n)
         start += n
     return root, x
 
@@ -209,11 +239,15 @@ def test_cifar10_pickle_that_runs_code_is_refused(tmp_path, cifar_root):
     root = tmp_path / "c10"
     (root / "cifar-10-batches-py").mkdir(parents=True)
     for i in range(1, 6):
-        (root / "cifar-10-batches-py" / f"data_batch_{i}").write_bytes((src / "cifar-10-batches-py" / f"data_batch_{i}").read_bytes())
+        (root / "cifar-10-batches-py" / f"data_batch_{i}").write_bytes(
+            (src / "cifar-10-batches-py" / f"data_batch_{i}").read_bytes()
+        )
     evil = pickle.dumps({"data": _RunsCode(marker), "labels": [0]}, protocol=2)
     assert b"system" in evil  # a plain pickle.load of this would run `touch`
     (root / "cifar-10-batches-py" / "data_batch_3").write_bytes(evil)
-    with pytest.raises(DatasetError, match=r"data_batch_3 is not a plain CIFAR-10 batch \(refusing to load (posix|os)\.system"):
+    with pytest.raises(
+        DatasetError, match=r"data_batch_3 is not a plain CIFAR-10 batch \(refusing to load (posix|os)\.system"
+    ):
         build_dataset(cfg(dataset="cifar10", root=str(root), resolution=32, channels=3))
     assert not marker.exists()
 
@@ -262,14 +296,19 @@ def test_cifar10_download_fetches_checks_and_extracts(tmp_path, cifar_root, http
     torch.testing.assert_close(ds.get_batch([9]), torch.from_numpy(x[9:]).float() / 127.5 - 1, rtol=0, atol=1e-6)
     # a corrupted download (md5 mismatch) and an unreachable server both end in a DatasetError
     monkeypatch.setitem(D.DOWNLOADS, "cifar10", (f"{url}/cifar-10-python.tar.gz", "cifar-10-python.tar.gz", "0" * 32))
-    with pytest.raises(DatasetError, match=r"cifar10: downloading .* failed \(RuntimeError: File not found or corrupted.*failed its md5 check"):
+    with pytest.raises(
+        DatasetError,
+        match=r"cifar10: downloading .* failed \(RuntimeError: File not found or corrupted.*failed its md5 check",
+    ):
         build_dataset(cfg(dataset="cifar10", root=str(tmp_path / "again"), resolution=32, channels=3, download=True))
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         dead = sock.getsockname()[1]  # bound but not listening: connection refused
         monkeypatch.setitem(D.DOWNLOADS, "cifar10", (f"http://127.0.0.1:{dead}/c.tar.gz", "c.tar.gz", md5))
         with pytest.raises(DatasetError) as e:
-            build_dataset(cfg(dataset="cifar10", root=str(tmp_path / "offline"), resolution=32, channels=3, download=True))
+            build_dataset(
+                cfg(dataset="cifar10", root=str(tmp_path / "offline"), resolution=32, channels=3, download=True)
+            )
     msg = str(e.value)
     assert "network may be unavailable" in msg and "cifar.html" in msg and "Traceback" not in msg
 
@@ -306,7 +345,9 @@ def test_stl10_missing_and_truncated(tmp_path, stl_root):
     assert str(root / "stl10_binary" / "train_X.bin") in msg and str(root / "stl10_binary" / "unlabeled_X.bin") in msg
     assert "missing: unlabeled_X.bin" in msg and "stl10_binary.tar.gz" in msg and "data.download=true" in msg
     (root / "stl10_binary.tar.gz").write_bytes(b"downloaded, not extracted")
-    with pytest.raises(DatasetError, match=r"Found the archive .*stl10_binary.tar.gz but not its contents: extract it with `tar -xzf"):
+    with pytest.raises(
+        DatasetError, match=r"Found the archive .*stl10_binary.tar.gz but not its contents: extract it with `tar -xzf"
+    ):
         build_dataset(cfg(dataset="stl10", root=str(root), resolution=48, channels=3))
     blob = (src / "stl10_binary" / "unlabeled_X.bin").read_bytes()
     (root / "stl10_binary" / "unlabeled_X.bin").write_bytes(blob[:-1000])
@@ -403,9 +444,12 @@ def test_loader_workers_decode_in_parallel_to_the_same_batch(tmp_path, celeba_ro
     started = {t.name for t in threading.enumerate()} - before
     assert any(n.startswith("folder-decode") for n in started), started  # the threaded path ran
     faces = build_dataset(cfg(dataset="celeba", root=str(celeba_root), resolution=32, channels=3, loader_workers=2))
-    torch.testing.assert_close(faces.get_batch([2, 0, 1]),
-                               build_dataset(cfg(dataset="celeba", root=str(celeba_root), resolution=32, channels=3))
-                               .get_batch([2, 0, 1]), rtol=0, atol=0)
+    torch.testing.assert_close(
+        faces.get_batch([2, 0, 1]),
+        build_dataset(cfg(dataset="celeba", root=str(celeba_root), resolution=32, channels=3)).get_batch([2, 0, 1]),
+        rtol=0,
+        atol=0,
+    )
     (tmp_path / "05.png").write_bytes((tmp_path / "05.png").read_bytes()[:60])  # truncated
     with pytest.raises(DatasetError, match=r"cannot read .*05.png .*truncated"):
         threaded.get_batch([0, 5, 6])

@@ -18,7 +18,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from test_report_browser import _chromium, chromium, mlflow_ui_views, render_report, shots  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.slow
@@ -27,8 +26,13 @@ REPO = Path(__file__).resolve().parents[1]
 NAME = "demo-in-ci"
 EXPERIMENT = "demo-in-ci"
 SHORTER = [
-    "train.kimg=0.512", "train.log_kimg=0.256", "train.eval_kimg=0.256", "train.checkpoint_kimg=0.256", "train.grid_kimg=0.256",
-    "eval.n_fake=200", "eval.batch=100",
+    "train.kimg=0.512",
+    "train.log_kimg=0.256",
+    "train.eval_kimg=0.256",
+    "train.checkpoint_kimg=0.256",
+    "train.grid_kimg=0.256",
+    "eval.n_fake=200",
+    "eval.batch=100",
 ]
 N_TRIALS = 3
 
@@ -42,10 +46,24 @@ def demo(mlflow_server, tmp_path_factory):
     ray_tmp = Path("/tmp") / f"tgld-{os.getpid()}"  # short: Ray's unix sockets live under it
     env = {**os.environ, "RAY_TMPDIR": str(ray_tmp), "PYTHONUNBUFFERED": "1"}
     env.pop("RAY_ADDRESS", None)
-    cmd = [sys.executable, str(REPO / "experiments" / "sweep_digits.py"), "--demo", "--samples", str(N_TRIALS),
-           "--name", NAME, "--out", str(out), "--address", "local",
-           "--set", f"tracking.uri={mlflow_server.uri}", "--set", f"tracking.experiment={EXPERIMENT}",
-           *[a for kv in SHORTER for a in ("--set", kv)]]
+    cmd = [
+        sys.executable,
+        str(REPO / "experiments" / "sweep_digits.py"),
+        "--demo",
+        "--samples",
+        str(N_TRIALS),
+        "--name",
+        NAME,
+        "--out",
+        str(out),
+        "--address",
+        "local",
+        "--set",
+        f"tracking.uri={mlflow_server.uri}",
+        "--set",
+        f"tracking.experiment={EXPERIMENT}",
+        *[a for kv in SHORTER for a in ("--set", kv)],
+    ]
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=1500, env=env, cwd=out)
     (out / "demo.log").write_text(p.stdout + p.stderr)
     assert p.returncode == 0, (p.stdout + p.stderr)[-4000:]
@@ -60,14 +78,23 @@ def demo(mlflow_server, tmp_path_factory):
     assert len(parents) == 1 and len(children) == N_TRIALS
     parent = parents[0]
     assert all(c.data.tags.get("mlflow.parentRunId") == parent.info.run_id for c in children)
-    return {"uri": mlflow_server.uri, "exp_id": exp_id, "parent": parent.info.run_id, "stdout": p.stdout,
-            "ids": {r.info.run_name: r.info.run_id for r in runs}, "children": children}
+    return {
+        "uri": mlflow_server.uri,
+        "exp_id": exp_id,
+        "parent": parent.info.run_id,
+        "stdout": p.stdout,
+        "ids": {r.info.run_name: r.info.run_id for r in runs},
+        "children": children,
+    }
 
 
 def _ranked(children) -> list[tuple[str, float]]:
     """Scored trials by final digits-FID, best first: straight from the MLflow client."""
-    scored = [(c.info.run_name, c.data.metrics["digits_fid"]) for c in children
-              if c.info.status == "FINISHED" and "digits_fid" in c.data.metrics]
+    scored = [
+        (c.info.run_name, c.data.metrics["digits_fid"])
+        for c in children
+        if c.info.status == "FINISHED" and "digits_fid" in c.data.metrics
+    ]
     return sorted(scored, key=lambda nv: (nv[1], nv[0]))
 
 
@@ -75,8 +102,12 @@ def test_demo_sweep_table(demo):
     ranked = _ranked(demo["children"])
     assert ranked, "no trial of the demo finished with a digits-FID"
     cli = Path(sys.executable).parent / "transgan-lab"
-    r = subprocess.run([str(cli), "table", "--sweep", NAME, "--tracking-uri", demo["uri"], "--format", "markdown"],
-                       capture_output=True, text=True, timeout=300)
+    r = subprocess.run(
+        [str(cli), "table", "--sweep", NAME, "--tracking-uri", demo["uri"], "--format", "markdown"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     rows = [line for line in r.stdout.splitlines() if line.startswith("| ") and NAME in line]
     names = [re.search(rf"({re.escape(NAME)}-t\d{{3}})", row.replace("\\_", "_")).group(1) for row in rows]
@@ -101,7 +132,10 @@ def test_demo_sweep_report_renders_in_chromium(chromium, demo, shots, tmp_path):
     assert [re.findall(r"<td[^>]*>(.*?)</td>", row)[1] for row in rows] == [n for n, _ in _ranked(demo["children"])]
 
     shot = shots / "demo-report.png"
-    _chromium(["--window-size=1280,2000", "--virtual-time-budget=15000", f"--screenshot={shot}", out.as_uri()], tmp_path / "p2")
+    _chromium(
+        ["--window-size=1280,2000", "--virtual-time-budget=15000", f"--screenshot={shot}", out.as_uri()],
+        tmp_path / "p2",
+    )
     with Image.open(shot) as im:
         stat = ImageStat.Stat(im.convert("L"))
         assert stat.stddev[0] > 20, f"screenshot looks blank (pixel std {stat.stddev[0]:.1f})"

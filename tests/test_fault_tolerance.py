@@ -16,7 +16,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import MlflowServer, free_port, stop_process
 
 pytestmark = pytest.mark.slow
@@ -24,15 +23,27 @@ pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[1]
 
 TINY = [
-    "model.g.embed_dim=64", "model.g.depths=[1,1,1]", "model.g.heads=2",
-    "model.d.embed_dim=32", "model.d.depth=1", "model.d.heads=2",
-    "optim.n_critic=1", "optim.batch_d=32", "optim.batch_g=32", "eval.n_fake=64", "eval.batch=64",
-    "train.log_kimg=0.032", "train.grid_kimg=0", "train.precision=fp32",
+    "model.g.embed_dim=64",
+    "model.g.depths=[1,1,1]",
+    "model.g.heads=2",
+    "model.d.embed_dim=32",
+    "model.d.depth=1",
+    "model.d.heads=2",
+    "optim.n_critic=1",
+    "optim.batch_d=32",
+    "optim.batch_g=32",
+    "eval.n_fake=64",
+    "eval.batch=64",
+    "train.log_kimg=0.032",
+    "train.grid_kimg=0",
+    "train.precision=fp32",
 ]
 
 
 def _cli(args: list[str], *, cwd: Path, env: dict, **kw):
-    return [sys.executable, "-m", "transgan_lab", *args], dict(cwd=cwd, env={**os.environ, "PYTHONPATH": str(REPO), **env}, **kw)
+    return [sys.executable, "-m", "transgan_lab", *args], dict(
+        cwd=cwd, env={**os.environ, "PYTHONPATH": str(REPO), **env}, **kw
+    )
 
 
 def _sets(items):
@@ -47,9 +58,11 @@ def test_unreachable_tracking_fails_before_ray_train_starts(tmp_path):
     uri = f"http://127.0.0.1:{free_port()}"
     ray_tmp = tmp_path / "raytmp"
     out = tmp_path / "out"
-    cmd, kw = _cli(["train", "digits-tiny", "--ray", "--out", str(out), "--kimg", "0.032",
-                    *_sets(TINY + [f"tracking.uri={uri}"])],
-                   cwd=tmp_path, env={"RAY_TMPDIR": str(ray_tmp), "TRANSGAN_LAB_DEBUG": ""})
+    cmd, kw = _cli(
+        ["train", "digits-tiny", "--ray", "--out", str(out), "--kimg", "0.032", *_sets(TINY + [f"tracking.uri={uri}"])],
+        cwd=tmp_path,
+        env={"RAY_TMPDIR": str(ray_tmp), "TRANSGAN_LAB_DEBUG": ""},
+    )
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=600, **kw)
     assert p.returncode == 2, p.stderr[-3000:]
     assert uri in p.stderr and "not reachable" in p.stderr and "Traceback" not in p.stderr
@@ -84,15 +97,22 @@ def test_tracking_server_lost_mid_run_loses_nothing(tmp_path):
 
     server = MlflowServer(tmp_path / "server").start()
     steps = 16
-    sets = TINY + [f"tracking.uri={server.uri}", "tracking.experiment=outage", "train.checkpoint_kimg=0.128",
-                   f"train.kimg={steps * 32 / 1000}"]
+    sets = TINY + [
+        f"tracking.uri={server.uri}",
+        "tracking.experiment=outage",
+        "train.checkpoint_kimg=0.128",
+        f"train.kimg={steps * 32 / 1000}",
+    ]
     out = tmp_path / "out"
     run_dir = run_dir_for(load_config("digits-tiny", sets), out)
     log = open(tmp_path / "train.log", "w")
     revived = None
     # Short HTTP retries so the first failed report is noticed quickly (the default backs off for minutes).
-    cmd, kw = _cli(["train", "digits-tiny", "--out", str(out), *_sets(sets)], cwd=tmp_path,
-                   env={"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"})
+    cmd, kw = _cli(
+        ["train", "digits-tiny", "--out", str(out), *_sets(sets)],
+        cwd=tmp_path,
+        env={"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"},
+    )
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, **kw)
     try:
         _wait_records(run_dir / "metrics.jsonl", 3, proc)
@@ -111,7 +131,7 @@ def test_tracking_server_lost_mid_run_loses_nothing(tmp_path):
         assert "training continues, reports are kept" in text and "kept reports sent" in text
         records = _records(run_dir / "metrics.jsonl")
         assert records[-1]["step"] == steps
-        client = tracking._client(server.uri)
+        client = tracking.mlflow_client(server.uri)
         exp = client.get_experiment_by_name("outage")
         runs = client.search_runs([exp.experiment_id])
         assert len(runs) == 1 and runs[0].info.status == "FINISHED"
@@ -179,10 +199,19 @@ def test_worker_sigkill_resumes_from_checkpoint_and_matches_uninterrupted_run(ml
     import torch
 
     from transgan_lab.platform import tracking
+
     steps = 12
-    sets = TINY + ["resources.workers=2", "resources.cpus_per_worker=1", "train.deterministic=true",
-                   "augment.policy=[]", "train.checkpoint_kimg=0.128", "train.keep_last=5", "sweep.max_failures=2",
-                   f"train.kimg={steps * 32 / 1000}", f"tracking.uri={mlflow_server.uri}"]
+    sets = TINY + [
+        "resources.workers=2",
+        "resources.cpus_per_worker=1",
+        "train.deterministic=true",
+        "augment.policy=[]",
+        "train.checkpoint_kimg=0.128",
+        "train.keep_last=5",
+        "sweep.max_failures=2",
+        f"train.kimg={steps * 32 / 1000}",
+        f"tracking.uri={mlflow_server.uri}",
+    ]
 
     import shutil
     import tempfile
@@ -193,9 +222,18 @@ def test_worker_sigkill_resumes_from_checkpoint_and_matches_uninterrupted_run(ml
         out = tmp_path / tag
         ray_tmp = tempfile.mkdtemp(prefix=f"tglw-{tag[0]}-", dir="/tmp")  # short: Ray's unix sockets live here
         ray_tmps.append(ray_tmp)
-        cmd, kw = _cli(["train", "digits-tiny", "--ray", "--out", str(out),
-                        *_sets(sets + [f"tracking.experiment=workerloss-{tag}"])],
-                       cwd=tmp_path, env={"RAY_TMPDIR": ray_tmp})
+        cmd, kw = _cli(
+            [
+                "train",
+                "digits-tiny",
+                "--ray",
+                "--out",
+                str(out),
+                *_sets(sets + [f"tracking.experiment=workerloss-{tag}"]),
+            ],
+            cwd=tmp_path,
+            env={"RAY_TMPDIR": ray_tmp},
+        )
         log = open(tmp_path / f"{tag}.log", "w")
         return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, **kw), out
 
@@ -205,8 +243,7 @@ def test_worker_sigkill_resumes_from_checkpoint_and_matches_uninterrupted_run(ml
     try:
         deadline = time.monotonic() + 500
         while time.monotonic() < deadline and proc.poll() is None:
-            recs = [
-                r for f in (out / "train").glob("*/metrics.jsonl") for r in _records(f)]
+            recs = [r for f in (out / "train").glob("*/metrics.jsonl") for r in _records(f)]
             # Step 5 reported: the step-4 checkpoint's report (a barrier) has completed and Ray holds it.
             if recs and recs[-1]["step"] >= 5:
                 workers = _train_workers(proc.pid)
@@ -241,7 +278,7 @@ def test_worker_sigkill_resumes_from_checkpoint_and_matches_uninterrupted_run(ml
     assert records[restart] == 5, f"resumed at step {records[restart]}, not from the step-4 checkpoint: {records}"
     assert records[restart:] == list(range(5, steps + 1))
 
-    client = tracking._client(mlflow_server.uri)
+    client = tracking.mlflow_client(mlflow_server.uri)
     exp = client.get_experiment_by_name("workerloss-killed")
     runs = client.search_runs([exp.experiment_id])
     assert len(runs) == 1 and runs[0].info.status == "FINISHED", log[-2000:]
@@ -262,14 +299,28 @@ def test_soak_twenty_trials_with_injected_faults_all_accounted_for(ray_runtime, 
     sweep completes and every trial has exactly one MLflow child run with a final outcome."""
     from transgan_lab.platform import tracking
     from transgan_lab.platform.config import load_config
-    from transgan_lab.platform.tune import run_sweep
+    from transgan_lab.platform.sweep import run_sweep
 
     n = 20
-    cfg = load_config("digits-tiny", TINY + [
-        "name=soak", "tracking.experiment=soak", "resources.cpus_per_worker=1", "sweep.max_concurrent=3",
-        "sweep.grace_reports=1", f"sweep.num_samples={n}", "sweep.fault_rate=0.3", "sweep.max_failures=1",
-        "train.kimg=0.032", "train.checkpoint_kimg=0.032", "train.eval_kimg=0.032", "eval.n_fake=32", "eval.batch=32",
-    ])
+    cfg = load_config(
+        "digits-tiny",
+        TINY
+        + [
+            "name=soak",
+            "tracking.experiment=soak",
+            "resources.cpus_per_worker=1",
+            "sweep.max_concurrent=3",
+            "sweep.grace_reports=1",
+            f"sweep.num_samples={n}",
+            "sweep.fault_rate=0.3",
+            "sweep.max_failures=1",
+            "train.kimg=0.032",
+            "train.checkpoint_kimg=0.032",
+            "train.eval_kimg=0.032",
+            "eval.n_fake=32",
+            "eval.batch=32",
+        ],
+    )
     out = scratch / "soak"
     res = run_sweep(cfg, out_root=out, tracking_uri=mlflow_server.uri, progress=False)
     df = res.table
@@ -319,7 +370,7 @@ def test_reaper_frees_placement_groups_of_dead_actors_only(ray_runtime):
     import ray
     from ray.util.placement_group import placement_group, placement_group_table, remove_placement_group
 
-    from transgan_lab.platform.ray_train import reap_orphaned_placement_groups
+    from transgan_lab.platform.sweep.callbacks import reap_orphaned_placement_groups
 
     @ray.remote(num_cpus=0)
     class Maker:

@@ -41,10 +41,13 @@ def test_digits_generator_total_matches_hand_count():
     s = model_summary(cfg)
     g = cfg.model.g
     hand = 2 * g.latent_dim * g.bottom * g.bottom * g.embed_dim  # latent projection
-    for side, dim, depth in zip(cfg.stage_resolutions(), cfg.stage_widths(), g.depths):
+    sides = [g.bottom * 2**i for i in range(len(g.depths))]  # each stage doubles the side ...
+    widths = [g.embed_dim // 4**i for i in range(len(g.depths))]  # ... and quarters the width (PixelShuffle)
+    for side, dim, depth in zip(sides, widths, g.depths):
         n = side * side
         hand += depth * block_flops_by_hand(n_tokens=n, dim=dim, attended=n)
-    hand += 2 * 16 * 16 * cfg.stage_widths()[-1] * 1  # 1x1 conv head: last width -> 1 channel
+    res = cfg.data.resolution
+    hand += 2 * res * res * widths[-1] * cfg.data.channels  # 1x1 conv head: last width -> image channels
     assert s["g_flops"] == hand
     assert set(s) == {"g_params", "d_params", "g_flops", "d_flops"}
     assert all(isinstance(v, int) and v > 0 for v in s.values())

@@ -22,15 +22,27 @@ def _loaded(*modules: str) -> set[str]:
 
 def test_trainers_import_without_ray_mlflow_or_pydantic():
     loaded = _loaded(
-        "transgan_lab.trainers.train", "transgan_lab.trainers.models", "transgan_lab.trainers.data",
-        "transgan_lab.trainers.metrics.evaluate", "transgan_lab.trainers.flops", "transgan_lab.trainers.checkpoint",
+        "transgan_lab.trainers.train",
+        "transgan_lab.trainers.models",
+        "transgan_lab.trainers.data",
+        "transgan_lab.trainers.metrics.evaluate",
+        "transgan_lab.trainers.flops",
+        "transgan_lab.trainers.checkpoint",
     )
     assert "torch" in loaded
-    assert not loaded & {"ray", "mlflow", "pydantic", "yaml", "pandas", "optuna"}, loaded & {"ray", "mlflow", "pydantic"}
+    assert not loaded & {"ray", "mlflow", "pydantic", "yaml", "pandas", "optuna"}, loaded & {
+        "ray",
+        "mlflow",
+        "pydantic",
+    }
 
 
 def test_analysis_imports_without_torch_or_ray():
-    loaded = _loaded("transgan_lab.analysis.load", "transgan_lab.analysis.tables", "transgan_lab.analysis.report",
-                     "transgan_lab.analysis.cli")
+    loaded = _loaded(
+        "transgan_lab.analysis.load",
+        "transgan_lab.analysis.tables",
+        "transgan_lab.analysis.report",
+        "transgan_lab.analysis.cli",
+    )
     assert "pandas" in loaded
     assert not loaded & {"torch", "ray"}, loaded & {"torch", "ray"}

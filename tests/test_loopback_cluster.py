@@ -15,7 +15,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 import uuid
@@ -23,7 +22,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from cluster_helpers import (
     REPO,
     VENV_BIN,
@@ -58,10 +56,19 @@ def _wait_no_foreign_ray(timeout_s: float = 90.0) -> None:
 def _ray_cli(args: list[str], *, env: dict, log: Path, timeout_s: float) -> subprocess.CompletedProcess:
     """Run `ray <args>` (the venv's CLI) and append its output to ``log``."""
     started = time.monotonic()
-    r = subprocess.run([str(VENV_BIN / "ray"), *args], env=env, capture_output=True, text=True,
-                       timeout=timeout_s, stdin=subprocess.DEVNULL, cwd=REPO)
+    r = subprocess.run(
+        [str(VENV_BIN / "ray"), *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        stdin=subprocess.DEVNULL,
+        cwd=REPO,
+    )
     with open(log, "a") as f:
-        f.write(f"\n$ ray {' '.join(args)}  # rc={r.returncode} {time.monotonic() - started:.1f}s\n{r.stdout}\n{r.stderr}\n")
+        f.write(
+            f"\n$ ray {' '.join(args)}  # rc={r.returncode} {time.monotonic() - started:.1f}s\n{r.stdout}\n{r.stderr}\n"
+        )
     return r
 
 
@@ -76,13 +83,15 @@ def run_loopback_cycle(*, script: Path, script_args: list[str], root: Path) -> d
     client_tmp = root / "c"  # TMPDIR of the `ray up/submit/down` client: config cache, state
     remote_tmp.mkdir(parents=True)
     client_tmp.mkdir()
-    ssh.write_files(extra_env={
-        "TMPDIR": str(remote_tmp),
-        "TORCH_HOME": str(root / "torch"),
-        "MPLCONFIGDIR": str(root / "mpl"),
-        "TORCHINDUCTOR_CACHE_DIR": str(root / "inductor"),
-        "TRANSGAN_LAB_CACHE": str(root / "cache"),
-    })
+    ssh.write_files(
+        extra_env={
+            "TMPDIR": str(remote_tmp),
+            "TORCH_HOME": str(root / "torch"),
+            "MPLCONFIGDIR": str(root / "mpl"),
+            "TORCHINDUCTOR_CACHE_DIR": str(root / "inductor"),
+            "TRANSGAN_LAB_CACHE": str(root / "cache"),
+        }
+    )
     mlflow_port = free_port()
     snapshot = root / "src"  # a still copy of the checkout's mounted parts (others may be editing it)
     cluster_name = f"tgl-loopback-{uuid.uuid4().hex[:8]}"
@@ -130,7 +139,9 @@ def run_loopback_cycle(*, script: Path, script_args: list[str], root: Path) -> d
             assert up.returncode == 0, f"ray up failed; see {log}:\n{up.stdout[-3000:]}\n{up.stderr[-3000:]}"
             # file_mounts copied the checkout without its venv; the head's MLflow server runs.
             assert (ssh.home / "transgan-lab" / "scripts" / "cluster_mlflow.sh").exists()
-            assert (ssh.home / "transgan-lab" / "pyproject.toml").read_text() == (snapshot / "pyproject.toml").read_text()
+            assert (ssh.home / "transgan-lab" / "pyproject.toml").read_text() == (
+                snapshot / "pyproject.toml"
+            ).read_text()
             assert (mlflow_root / "mlflow.pid").exists()
             seen["mlflow_pid"] = int((mlflow_root / "mlflow.pid").read_text())
             seen["bashrc"] = (ssh.home / ".bashrc").read_text()
@@ -147,15 +158,18 @@ def run_loopback_cycle(*, script: Path, script_args: list[str], root: Path) -> d
             seen["submitted_copy"] = (ssh.home / script.name).exists()
             # The sweep joined the cluster: a runtime of its own would have made a second session.
             seen["ray_sessions"] = sorted(p.name for p in (remote_tmp / "ray").glob("session_2*"))
-            logs = (remote_tmp / "ray" / "session_latest" / "logs")
+            logs = remote_tmp / "ray" / "session_latest" / "logs"
             seen["driver_logs"] = sorted(p.name for p in logs.glob("python-core-driver-*"))
             seen["sweep"] = assert_one_finished_sweep(seen["tracking_uri"])
         finally:
             down = _ray_cli(["down", "-y", str(cfg_path)], env=env, log=log, timeout_s=300)
             seen["down_rc"] = down.returncode
             # A cloud head dies with its VM; here the head's MLflow server is ended by its PID file.
-            subprocess.run(["bash", str(REPO / "scripts" / "cluster_mlflow.sh"), "stop", "--root", str(mlflow_root)],
-                           env=env, timeout=60)
+            subprocess.run(
+                ["bash", str(REPO / "scripts" / "cluster_mlflow.sh"), "stop", "--root", str(mlflow_root)],
+                env=env,
+                timeout=60,
+            )
     finally:
         ssh.stop()
     # The store outlives the cluster (shared storage on a cloud): read it back from its file.
@@ -182,8 +196,9 @@ def test_ray_up_submit_down_on_loopback_cluster(loopback_root):
     # --address: join the cluster the script runs on (`--smoke` alone starts a runtime of its own).
     # The head's GCS address rather than "auto": "auto" picks the newest Ray instance on the
     # machine, which on a shared machine may be somebody else's.
-    seen = run_loopback_cycle(script=SWEEP_SCRIPT, script_args=["--smoke", "--address", "{head_address}"],
-                              root=loopback_root)
+    seen = run_loopback_cycle(
+        script=SWEEP_SCRIPT, script_args=["--smoke", "--address", "{head_address}"], root=loopback_root
+    )
     print(f"ray CLI log: {(loopback_root / 'ray-cli.log')}")
     print(seen.get("submit_out", "")[-2000:])
 

@@ -148,8 +148,11 @@ def _small_vit_d():
 @pytest.mark.parametrize("policy", [[], ["translation", "cutout"]])
 def test_gradient_penalty_equals_autograd_definition_through_attention(policy, monkeypatch):
     D = _small_vit_d()
-    aug = DiffAugment(SimpleNamespace(policy=policy, translation_ratio=0.25, cutout_ratio=0.5, gate_prob=1.0,
-                                      erase_min=0.2, erase_max=0.7))
+    aug = DiffAugment(
+        SimpleNamespace(
+            policy=policy, translation_ratio=0.25, cutout_ratio=0.5, gate_prob=1.0, erase_min=0.2, erase_max=0.7
+        )
+    )
     g = torch.Generator().manual_seed(1)
     real = torch.rand(3, 2, 8, 8, generator=g) * 2 - 1
     fake = torch.rand(3, 2, 8, 8, generator=g) * 2 - 1
@@ -191,8 +194,9 @@ def test_mtct_loss_is_mse_of_super_resolved_area_downsample():
 
 
 def test_one_pass_generator_and_super_resolution_equal_separate_calls():
-    cfg = load_config("digits-tiny", ["model.mtct.enabled=true", "model.g.self_modulation=true",
-                                      "model.g.modulation_tokens=2"])
+    cfg = load_config(
+        "digits-tiny", ["model.mtct.enabled=true", "model.g.self_modulation=true", "model.g.modulation_tokens=2"]
+    )
     torch.manual_seed(0)
     G = build_generator(cfg)
     z = torch.randn(3, G.latent_dim)

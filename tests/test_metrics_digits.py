@@ -8,13 +8,10 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from tiny_models import TinyG
 
 from transgan_lab.trainers.data import build_dataset
-from transgan_lab.trainers.metrics import MetricsUnavailable, evaluate
-from transgan_lab.trainers.metrics import sampling
-
-
-from tiny_models import TinyG  # noqa: E402  (shared stand-in generator)
+from transgan_lab.trainers.metrics import MetricsUnavailable, evaluate, sampling
 
 
 class RealDigitsG(torch.nn.Module):
@@ -32,8 +29,15 @@ class RealDigitsG(torch.nn.Module):
 
 def digits_cfg(channels=1, **eval_kw):
     ns = types.SimpleNamespace
-    ev = dict(metrics=["digits_fid", "digits_is"], primary="digits_fid", n_fake=1000, batch=250, seed=0,
-              inception_weights=None, cache_dir=None)  # cache: $TRANSGAN_LAB_CACHE (session scratch, conftest)
+    ev = dict(
+        metrics=["digits_fid", "digits_is"],
+        primary="digits_fid",
+        n_fake=1000,
+        batch=250,
+        seed=0,
+        inception_weights=None,
+        cache_dir=None,
+    )  # cache: $TRANSGAN_LAB_CACHE (session scratch, conftest)
     ev.update(eval_kw)
     return ns(data=ns(dataset="digits", root=None, resolution=16, channels=channels, upscale="bilinear"), eval=ns(**ev))
 

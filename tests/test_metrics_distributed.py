@@ -10,8 +10,8 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-
 from test_metrics_digits import TinyG, digits_cfg
+
 from transgan_lab.trainers.metrics import MetricsUnavailable, evaluate
 
 N_FAKE = 301  # odd: the ranks' slices differ in size (151 + 150), exercising the padded gather

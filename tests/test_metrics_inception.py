@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from tiny_models import TinyG
 
 from transgan_lab.trainers.metrics import MetricsUnavailable, evaluate, frechet_distance, inception_score
 from transgan_lab.trainers.metrics import inception as inc
@@ -22,13 +23,17 @@ from transgan_lab.trainers.metrics.fid import feature_stats
 from transgan_lab.trainers.metrics.sampling import generate
 
 
-from tiny_models import TinyG  # noqa: E402  (shared stand-in generator)
-
-
 def _cfg(tmp_path, **eval_kw):
     ns = types.SimpleNamespace
-    ev = dict(metrics=["fid", "is", "kid"], primary="fid", n_fake=10, batch=3, seed=3, inception_weights=None,
-              cache_dir=str(tmp_path / "cache"))
+    ev = dict(
+        metrics=["fid", "is", "kid"],
+        primary="fid",
+        n_fake=10,
+        batch=3,
+        seed=3,
+        inception_weights=None,
+        cache_dir=str(tmp_path / "cache"),
+    )
     ev.update(eval_kw)
     return ns(data=ns(dataset="digits", root=None, resolution=16, channels=1, upscale="bilinear"), eval=ns(**ev))
 
@@ -80,7 +85,7 @@ def test_missing_weights_error_names_file_hash_and_place(tmp_path, monkeypatch):
     with pytest.raises(MetricsUnavailable, match="configured path eval.inception_weights='/nowhere/w.pth'"):
         evaluate(TinyG(), _cfg(tmp_path, inception_weights="/nowhere/w.pth"), metrics=["is"])
     # unknown metric names list the known ones
-    with pytest.raises(MetricsUnavailable, match="known metrics: \\['fid', 'is', 'kid', 'digits_fid', 'digits_is'\\]"):
+    with pytest.raises(MetricsUnavailable, match="known metrics: \\['is', 'fid', 'kid', 'digits_is', 'digits_fid'\\]"):
         evaluate(TinyG(), _cfg(tmp_path), metrics=["fid50k"])
 
 
@@ -115,6 +120,7 @@ def test_standard_path_end_to_end_with_random_weights(tmp_path, monkeypatch, cap
     # Independent wiring check: torch-fidelity's network (the instance loaded from the file above)
     # called directly on uint8 RGB images quantised and replicated here by hand.
     from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
+
     from transgan_lab.trainers.data import build_dataset
     from transgan_lab.trainers.metrics.sampling import to_uint8
 
@@ -133,7 +139,9 @@ def test_standard_path_end_to_end_with_random_weights(tmp_path, monkeypatch, cap
     # 10 fakes in 10 splits: one image per split, so IS is exactly 1 by definition; the logits must
     # still differ between images (IS over one split of all 10 > 1), or the check would test nothing
     assert first["is"]["value"] == pytest.approx(1.0, abs=1e-9)
-    assert inception_score(fake_logits.numpy(), splits=1)[0] > 1.0  # random weights: nearly uniform predictions, so barely above 1
+    assert (
+        inception_score(fake_logits.numpy(), splits=1)[0] > 1.0
+    )  # random weights: nearly uniform predictions, so barely above 1
     assert first["is"]["value"] == pytest.approx(inception_score(fake_logits.numpy(), splits=10)[0], rel=1e-4)
 
     with capsys.disabled():

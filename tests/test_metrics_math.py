@@ -9,14 +9,23 @@ import pytest
 import scipy.linalg
 
 from transgan_lab.trainers.metrics import (
-    feature_stats, frechet_distance, inception_score, kernel_inception_distance, mmd2_unbiased,
+    feature_stats,
+    frechet_distance,
+    inception_score,
+    kernel_inception_distance,
+    mmd2_unbiased,
 )
 
 
 def _random_gaussian_stats(rng, d):
     a = rng.standard_normal((d, d))
     b = rng.standard_normal((d, d))
-    return rng.standard_normal(d), a @ a.T / d + 0.1 * np.eye(d), rng.standard_normal(d) + 0.5, b @ b.T / d + 0.1 * np.eye(d)
+    return (
+        rng.standard_normal(d),
+        a @ a.T / d + 0.1 * np.eye(d),
+        rng.standard_normal(d) + 0.5,
+        b @ b.T / d + 0.1 * np.eye(d),
+    )
 
 
 @pytest.mark.parametrize("d", [1, 8, 64, 160])
@@ -64,8 +73,9 @@ def test_frechet_distance_from_samples_and_bad_shapes():
 
 
 def test_inception_score_matches_hand_computation():
-    logits = np.array([[2.0, 0.0, -1.0], [0.0, 1.0, 0.0], [0.5, 0.5, 3.0], [1.0, -2.0, 0.0],
-                       [0.0, 0.0, 0.0], [4.0, 1.0, 1.0]])
+    logits = np.array(
+        [[2.0, 0.0, -1.0], [0.0, 1.0, 0.0], [0.5, 0.5, 3.0], [1.0, -2.0, 0.0], [0.0, 0.0, 0.0], [4.0, 1.0, 1.0]]
+    )
     # by hand, 2 splits of 3 rows: softmax, marginal, mean KL, exp
     scores = []
     for rows in (logits[:3], logits[3:]):
@@ -107,6 +117,8 @@ def test_kid_subsets():
     mean, std, size = kernel_inception_distance(x[:40], y, subsets=3, subset_size=1000, seed=0)
     assert size == 40 and mean == pytest.approx(mmd2_unbiased(x[:40], y), rel=1e-9) and std < 1e-9
     # same distribution -> unbiased estimate near 0; shifted -> clearly positive
-    same = kernel_inception_distance(rng.standard_normal((400, 6)), rng.standard_normal((400, 6)), subsets=20, subset_size=100)
+    same = kernel_inception_distance(
+        rng.standard_normal((400, 6)), rng.standard_normal((400, 6)), subsets=20, subset_size=100
+    )
     shifted = kernel_inception_distance(x, y, subsets=20, subset_size=30)
     assert abs(same[0]) < 0.05 and shifted[0] > 0.5

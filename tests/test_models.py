@@ -38,8 +38,10 @@ def test_locality_schedule_cifar_and_celeba():
 
 
 def test_locality_mask_changes_only_the_last_block_and_is_cached():
-    cfg = load_config("digits-tiny", ["model.g.locality.enabled=true", "model.g.locality.schedule=[[0, 1]]",
-                                      "model.g.locality.off_epoch=5"])
+    cfg = load_config(
+        "digits-tiny",
+        ["model.g.locality.enabled=true", "model.g.locality.schedule=[[0, 1]]", "model.g.locality.off_epoch=5"],
+    )
     torch.manual_seed(0)
     G = build_generator(cfg).eval()
     z = torch.randn(2, G.latent_dim)
@@ -135,10 +137,19 @@ def test_small_windowed_generator_with_all_v2_options_runs_for_real():
     # digits-sized, with grid attention moved down to the 16x16 stage (8x8 windows) to stay cheap
     cfg = load_config(
         "digits-tiny",
-        ["model.g.window_min_res=16", "model.g.window_size=8", "model.g.rel_pos_bias=true",
-         "model.g.noise_injection=true", "model.g.self_modulation=true", "model.g.modulation_tokens=4",
-         "model.g.norm=pn", "model.g.locality.enabled=true", "model.g.locality.kind=box2d",
-         "model.g.locality.schedule=[[0, 2]]", "model.g.locality.off_epoch=5"],
+        [
+            "model.g.window_min_res=16",
+            "model.g.window_size=8",
+            "model.g.rel_pos_bias=true",
+            "model.g.noise_injection=true",
+            "model.g.self_modulation=true",
+            "model.g.modulation_tokens=4",
+            "model.g.norm=pn",
+            "model.g.locality.enabled=true",
+            "model.g.locality.kind=box2d",
+            "model.g.locality.schedule=[[0, 2]]",
+            "model.g.locality.off_epoch=5",
+        ],
     )
     torch.manual_seed(0)
     G = build_generator(cfg)
@@ -178,8 +189,9 @@ def test_table1_pairings_train_one_step(g_arch, d_arch):
     from transgan_lab.trainers import losses
     from transgan_lab.trainers.augment import DiffAugment
 
-    cfg = load_config("digits-tiny", [f"model.g.arch={g_arch}", f"model.d.arch={d_arch}", "model.g.conv_ch=32",
-                                      "model.d.conv_ch=32"])
+    cfg = load_config(
+        "digits-tiny", [f"model.g.arch={g_arch}", f"model.d.arch={d_arch}", "model.g.conv_ch=32", "model.d.conv_ch=32"]
+    )
     torch.manual_seed(0)
     G, D = build_generator(cfg), build_discriminator(cfg)
     aug = DiffAugment(cfg.augment)
@@ -197,8 +209,17 @@ def test_table1_pairings_train_one_step(g_arch, d_arch):
 
 def test_conv_baselines_at_paper_resolutions():
     for preset, side in (("cifar10-s", 32), ("stl10-xl", 48), ("celeba64-xl", 64)):
-        cfg = load_config(preset, ["model.g.arch=conv", "model.d.arch=conv", "model.mtct.enabled=false",
-                                   "model.g.locality.enabled=false", "model.g.conv_ch=16", "model.d.conv_ch=16"])
+        cfg = load_config(
+            preset,
+            [
+                "model.g.arch=conv",
+                "model.d.arch=conv",
+                "model.mtct.enabled=false",
+                "model.g.locality.enabled=false",
+                "model.g.conv_ch=16",
+                "model.d.conv_ch=16",
+            ],
+        )
         G, D = build_generator(cfg), build_discriminator(cfg)
         x = G(torch.randn(2, G.latent_dim))
         assert tuple(x.shape) == (2, 3, side, side) and tuple(D(x).shape) == (2,)
@@ -218,7 +239,8 @@ def test_initialisation_follows_the_facts():
     assert D.embed1.weight.abs().max() <= bound and D.embed1.weight.abs().max() > 0.9 * bound
     tiny = load_config("digits-tiny", [])
     G = build_generator(tiny)
-    head_bound = (6 / (tiny.stage_widths()[-1] + 1)) ** 0.5  # xavier-uniform on the 1x1 head conv
+    last_width = tiny.model.g.embed_dim // 4 ** (len(tiny.model.g.depths) - 1)  # PixelShuffle quarters it per stage
+    head_bound = (6 / (last_width + 1)) ** 0.5  # xavier-uniform on the 1x1 head conv (1 output channel)
     assert G.head.weight.abs().max() <= head_bound
     assert abs(G.pos_embed[0].std().item() - 0.02) < 0.002
 
@@ -244,7 +266,9 @@ def test_bad_model_settings_fail_early_with_the_field_named():
 def test_v2_d_last_block_has_noise_injection_like_the_official_d():
     # The official ViT_custom_scale2_rp_noise adds learned-strength noise in every block, the last
     # one (after the [cls] token) included: 10,210,400 parameters, the last one that strength.
-    cfg = load_config("cifar10-v2", ["data.resolution=16", "model.g.bottom=4", "model.d.embed_dim=32", "model.d.depth=1"])
+    cfg = load_config(
+        "cifar10-v2", ["data.resolution=16", "model.g.bottom=4", "model.d.embed_dim=32", "model.d.depth=1"]
+    )
     torch.manual_seed(0)
     D = build_discriminator(cfg).eval()
     x = torch.rand(2, 3, 16, 16) * 2 - 1
@@ -270,4 +294,6 @@ def test_tanh_output_is_the_plain_output_squashed():
     z = torch.randn(4, plain.latent_dim) * 3
     raw, out = plain(z), squashed(z)
     torch.testing.assert_close(out, torch.tanh(raw))
-    assert out.abs().max() < 1 and sum(p.numel() for p in plain.parameters()) == sum(p.numel() for p in squashed.parameters())
+    assert out.abs().max() < 1 and sum(p.numel() for p in plain.parameters()) == sum(
+        p.numel() for p in squashed.parameters()
+    )

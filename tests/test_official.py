@@ -22,21 +22,47 @@ from transgan_lab.trainers.official import COUNTERPARTS, is_official_buffer, key
 DATA = Path(__file__).parent / "data" / "official"
 
 # Our config for the fixtures' small official models (their args are in the fixture README).
-V2 = ["model.g.embed_dim=64", "model.g.latent_dim=16", "model.g.bottom=4", "model.g.depths=[1,2,1]",
-      "data.resolution=16", "model.d.embed_dim=32", "model.d.depth=2"]
+V2 = [
+    "model.g.embed_dim=64",
+    "model.g.latent_dim=16",
+    "model.g.bottom=4",
+    "model.g.depths=[1,2,1]",
+    "data.resolution=16",
+    "model.d.embed_dim=32",
+    "model.d.depth=2",
+]
 V1 = ["model.g.embed_dim=64", "model.g.latent_dim=16", "model.d.embed_dim=32", "model.d.depth=2"]
 # Local data and metrics, so that resume and eval run here (not part of the model).
-LOCAL = ["data.dataset=digits", "data.channels=3", "data.hflip=false", "eval.metrics=[digits_is]",
-         "eval.primary=digits_is", "eval.n_fake=20", "train.precision=fp32"]
+LOCAL = [
+    "data.dataset=digits",
+    "data.channels=3",
+    "data.hflip=false",
+    "eval.metrics=[digits_is]",
+    "eval.primary=digits_is",
+    "eval.n_fake=20",
+    "train.precision=fp32",
+]
 FIXTURES = {  # fixture -> (preset, official G, official D, our overrides)
     "v2_cifar": ("cifar10-v2", "ViT_custom_rp", "ViT_custom_scale2_rp_noise", V2),
     "v2_cifar_scale2_d": ("cifar10-v2", "ViT_custom_rp", "ViT_custom_scale2", V2),
-    "v1_cifar": ("cifar10-xl", "TransGAN_8_8_1", "ViT_8_8", V1 + ["model.g.bottom=4", "model.g.depths=[1,4,2]",
-                                                                 "data.resolution=16"]),
-    "v1_stl": ("stl10-xl", "TransGAN_8_8_G2_1", "ViT_8_8", V1 + ["model.g.bottom=6", "model.g.depths=[1,2,2]",
-                                                                "data.resolution=24"]),
-    "v1_celeba64": ("celeba64-xl", "Celeba64_TransGAN", "ViT_8_8", V1 + ["model.g.bottom=4", "model.g.depths=[1,3,3,2]",
-                                                                         "model.g.heads=1", "data.resolution=32"]),
+    "v1_cifar": (
+        "cifar10-xl",
+        "TransGAN_8_8_1",
+        "ViT_8_8",
+        V1 + ["model.g.bottom=4", "model.g.depths=[1,4,2]", "data.resolution=16"],
+    ),
+    "v1_stl": (
+        "stl10-xl",
+        "TransGAN_8_8_G2_1",
+        "ViT_8_8",
+        V1 + ["model.g.bottom=6", "model.g.depths=[1,2,2]", "data.resolution=24"],
+    ),
+    "v1_celeba64": (
+        "celeba64-xl",
+        "Celeba64_TransGAN",
+        "ViT_8_8",
+        V1 + ["model.g.bottom=4", "model.g.depths=[1,3,3,2]", "model.g.heads=1", "data.resolution=32"],
+    ),
 }
 TOL = 1e-5  # max |ours - official| / max |official|
 
@@ -57,16 +83,38 @@ def shifted(sd: dict, by: float) -> dict:
 def official_adam(sd: dict, *, step: int = 7, unused: tuple = ()) -> dict:
     """Adam state over the official parameter order: moments of parameter i are filled with i + 1."""
     params = [k for k in sd if not is_official_buffer(k.removeprefix("module."))]
-    state = {i: {"step": step, "exp_avg": torch.full_like(sd[k], (i + 1) * 1e-4),
-                 "exp_avg_sq": torch.full_like(sd[k], (i + 1) * 1e-8)}
-             for i, k in enumerate(params) if k.removeprefix("module.") not in unused}
-    group = {"lr": 1e-4, "betas": (0.0, 0.99), "eps": 1e-8, "weight_decay": 0, "amsgrad": False,
-             "params": list(range(len(params)))}
+    state = {
+        i: {
+            "step": step,
+            "exp_avg": torch.full_like(sd[k], (i + 1) * 1e-4),
+            "exp_avg_sq": torch.full_like(sd[k], (i + 1) * 1e-8),
+        }
+        for i, k in enumerate(params)
+        if k.removeprefix("module.") not in unused
+    }
+    group = {
+        "lr": 1e-4,
+        "betas": (0.0, 0.99),
+        "eps": 1e-8,
+        "weight_decay": 0,
+        "amsgrad": False,
+        "params": list(range(len(params))),
+    }
     return {"state": state, "param_groups": [group]}
 
 
-def write_official(path: Path, name: str, *, ema_shift: float = 0.0, drop=(), extra=None, reshape=None,
-                   epoch: int = 3, names: bool = True, avg_as_list: bool = False) -> Path:
+def write_official(
+    path: Path,
+    name: str,
+    *,
+    ema_shift: float = 0.0,
+    drop=(),
+    extra=None,
+    reshape=None,
+    epoch: int = 3,
+    names: bool = True,
+    avg_as_list: bool = False,
+) -> Path:
     """An official train_derived.py checkpoint from a fixture. The fixture's G goes in as the EMA
     generator (avg_gen_state_dict); gen_state_dict is that G shifted by `ema_shift`."""
     fx = fixture(name)
@@ -78,11 +126,17 @@ def write_official(path: Path, name: str, *, ema_shift: float = 0.0, drop=(), ex
     dis.update(extra or {})
     for key, shape in (reshape or {}).items():
         dis[key] = torch.zeros(shape)
-    obj = {"epoch": epoch, "best_fid": 1e4, "gen_state_dict": gen, "dis_state_dict": dis,
-           "avg_gen_state_dict": [v for k, v in avg.items() if not is_official_buffer(k)] if avg_as_list else avg,
-           "gen_optimizer": official_adam(gen, unused=tuple(f"to_rgb.0.{n}" for n in ("weight", "bias"))),
-           "dis_optimizer": official_adam(dis), "fixed_z": torch.randn(4, 16),
-           "path_helper": {"prefix": "logs/cifar_train_2021_08_04_12_00_00"}}
+    obj = {
+        "epoch": epoch,
+        "best_fid": 1e4,
+        "gen_state_dict": gen,
+        "dis_state_dict": dis,
+        "avg_gen_state_dict": [v for k, v in avg.items() if not is_official_buffer(k)] if avg_as_list else avg,
+        "gen_optimizer": official_adam(gen, unused=tuple(f"to_rgb.0.{n}" for n in ("weight", "bias"))),
+        "dis_optimizer": official_adam(dis),
+        "fixed_z": torch.randn(4, 16),
+        "path_helper": {"prefix": "logs/cifar_train_2021_08_04_12_00_00"},
+    }
     if names:
         obj.update(gen_model=g_name, dis_model=d_name)
     torch.save(obj, path)
@@ -164,8 +218,10 @@ def test_official_adam_moments_follow_the_key_map(tmp_path):
     assert rc == 0
     cfg, m, manifest, state = our_models(out)
     saved = torch.load(file, weights_only=True)
-    for role, model, off_name, opt in (("gen_state_dict", m["G"], "TransGAN_8_8_1", "opt_G"),
-                                       ("dis_state_dict", m["D"], "ViT_8_8", "opt_D")):
+    for role, model, off_name, opt in (
+        ("gen_state_dict", m["G"], "TransGAN_8_8_1", "opt_G"),
+        ("dis_state_dict", m["D"], "ViT_8_8", "opt_D"),
+    ):
         official_params = [k.removeprefix("module.") for k in saved[role] if not is_official_buffer(k)]
         kmap = key_map(model, off_name)
         ours = dict(enumerate(n for n, _ in model.named_parameters()))
@@ -249,8 +305,12 @@ def test_bare_generator_file_needs_generator_only(tmp_path, capsys):
 
 def test_parameter_counts_equal_the_official_models():
     # Counted from the official code (tests/data/official/README.md); v1 G minus its unused to_rgb.
-    official = {"cifar10-v2": (83_312_495, 10_210_400), "cifar10-xl": (133_594_563 - 2_048, 12_458_497),
-                "stl10-xl": (150_062_931 - 1_536, 12_489_217), "celeba64-xl": (132_927_219 - 2_048, 12_532_225)}
+    official = {
+        "cifar10-v2": (83_312_495, 10_210_400),
+        "cifar10-xl": (133_594_563 - 2_048, 12_458_497),
+        "stl10-xl": (150_062_931 - 1_536, 12_489_217),
+        "celeba64-xl": (132_927_219 - 2_048, 12_532_225),
+    }
     for preset, (g, d) in official.items():
         cfg = C.load_config(preset, list(COUNTERPARTS[preset].overrides))
         with torch.device("meta"):

@@ -18,13 +18,13 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from test_metrics_inception import write_random_inception_weights
+from test_official import our_models, run_import
 
-from test_metrics_inception import write_random_inception_weights  # noqa: E402  (shared stand-in)
-from test_official import our_models, run_import  # noqa: E402
 from transgan_lab.platform.cli import main
+from transgan_lab.platform.official import print_side_by_side
 from transgan_lab.trainers.metrics import MetricsUnavailable, feature_stats, frechet_distance, inception_score
 from transgan_lab.trainers.metrics import inception as inc
-from transgan_lab.platform.official import print_side_by_side
 from transgan_lab.trainers.metrics.official import PROTOCOLS, protocol_for
 from transgan_lab.trainers.metrics.sampling import QUANTISATION, generate
 
@@ -48,9 +48,21 @@ def imported(tmp_path_factory):
         Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(images / f"{i:02d}.png")
     weights = tmp / "weights" / inc.expected_weights()[0]
     write_random_inception_weights(weights)
-    rc, out = run_import(tmp, "v2_cifar", None, "--set", "data.dataset=folder", "--set", f"data.root={images}",
-                         "--set", "eval.metrics=[fid,is,kid]", "--set", "eval.primary=fid",
-                         "--set", f"eval.cache_dir={tmp / 'cache'}")
+    rc, out = run_import(
+        tmp,
+        "v2_cifar",
+        None,
+        "--set",
+        "data.dataset=folder",
+        "--set",
+        f"data.root={images}",
+        "--set",
+        "eval.metrics=[fid,is,kid]",
+        "--set",
+        "eval.primary=fid",
+        "--set",
+        f"eval.cache_dir={tmp / 'cache'}",
+    )
     assert rc == 0
     return {"out": out, "weights": weights, "stats": stand_in_stats(tmp / "fid_stats_cifar10_train.npz"), "tmp": tmp}
 
@@ -59,7 +71,9 @@ def test_protocol_table():
     p = protocol_for("cifar10-v2")
     assert (p.n_fake, p.stats_file, p.quantisation) == (50_000, "fid_stats_cifar10_train.npz", QUANTISATION)
     assert "sqrtm" in p.fid_sqrt and "6b85440" in p.name
-    assert PROTOCOLS["cifar10-xl"].n_fake == 20_000 and PROTOCOLS["stl10-xl"].stats_file.startswith("stl10_train_unlabeled")
+    assert PROTOCOLS["cifar10-xl"].n_fake == 20_000 and PROTOCOLS["stl10-xl"].stats_file.startswith(
+        "stl10_train_unlabeled"
+    )
     with pytest.raises(MetricsUnavailable, match="STL-10 48x48 statistics"):
         protocol_for("celeba64-xl")
     with pytest.raises(MetricsUnavailable, match="no official TransGAN counterpart"):
@@ -81,8 +95,21 @@ def test_missing_stats_file_says_what_to_put_where(imported, capsys):
 @pytest.fixture(scope="module")
 def both(imported):
     """One `eval --protocol official --json` run (the official FID's sqrtm takes a minute on 2 cores)."""
-    args = ["eval", str(imported["out"]), "--protocol", "official", "--n", "20", "--batch", "7", "--json",
-            "--inception-weights", str(imported["weights"]), "--official-stats", str(imported["stats"])]
+    args = [
+        "eval",
+        str(imported["out"]),
+        "--protocol",
+        "official",
+        "--n",
+        "20",
+        "--batch",
+        "7",
+        "--json",
+        "--inception-weights",
+        str(imported["weights"]),
+        "--official-stats",
+        str(imported["stats"]),
+    ]
     out = io.StringIO()
     with pytest.warns(UserWarning, match="weights_match_expected=false"), contextlib.redirect_stdout(out):
         assert main(args) == 0

@@ -16,7 +16,6 @@ import uuid
 from pathlib import Path
 
 import pytest
-
 from cluster_helpers import REPO, VENV_BIN, all_run_ids, assert_one_finished_sweep, free_port, wait_gone
 from conftest import stop_process, wait_http
 
@@ -69,21 +68,33 @@ def local_head():
     temp = Path(tempfile.mkdtemp(prefix="tglj-", dir="/tmp"))  # short: Ray's unix sockets live here
     port, dashboard_port = free_port(), free_port()
     cmd = [
-        str(VENV_BIN / "ray"), "start", "--head", "--block",
-        "--node-ip-address=127.0.0.1", f"--port={port}",
-        "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard_port}",
+        str(VENV_BIN / "ray"),
+        "start",
+        "--head",
+        "--block",
+        "--node-ip-address=127.0.0.1",
+        f"--port={port}",
+        "--dashboard-host=127.0.0.1",
+        f"--dashboard-port={dashboard_port}",
         # Free ports for the servers whose defaults are fixed (52365, 10001): another Ray on this
         # machine may hold them, and then no agent runs jobs here.
-        f"--dashboard-agent-listen-port={free_port()}", f"--ray-client-server-port={free_port()}",
+        f"--dashboard-agent-listen-port={free_port()}",
+        f"--ray-client-server-port={free_port()}",
         f"--temp-dir={temp}",
         # Logical CPUs, oversubscribed like the suite's ray_runtime: a trial driver and its Train
         # workers fit on a 2-core machine.
-        "--num-cpus=4", f"--object-store-memory={300 * 1024**2}",
+        "--num-cpus=4",
+        f"--object-store-memory={300 * 1024**2}",
         "--disable-usage-stats",
     ]
     log = open(temp / "head.log", "wb")
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                            env=_env(RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0", RAY_AUTH_MODE="disabled"))
+    proc = subprocess.Popen(
+        cmd,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        env=_env(RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0", RAY_AUTH_MODE="disabled"),
+    )
     address = f"http://127.0.0.1:{dashboard_port}"
     try:
         wait_http(address + "/api/version", timeout_s=180, proc=proc)
@@ -108,9 +119,15 @@ def test_ray_job_submit_runs_the_smoke_sweep(local_head, mlflow_server):
     shared_storage = temp / "shared-storage"  # stands in for s3://bucket/... of a cloud cluster
     r = subprocess.run(
         ["bash", str(SUBMIT), "--address", address, "--submission-id", job_id, "--", "--smoke"],
-        capture_output=True, text=True, timeout=900, cwd=temp,  # the script finds the checkout itself
-        env=_env(MLFLOW_TRACKING_URI=mlflow_server.uri, TRANSGAN_LAB_STORAGE_PATH=str(shared_storage),
-                 RAY_AUTH_MODE="disabled"),
+        capture_output=True,
+        text=True,
+        timeout=900,
+        cwd=temp,  # the script finds the checkout itself
+        env=_env(
+            MLFLOW_TRACKING_URI=mlflow_server.uri,
+            TRANSGAN_LAB_STORAGE_PATH=str(shared_storage),
+            RAY_AUTH_MODE="disabled",
+        ),
     )
     print(r.stdout[-3000:], r.stderr[-2000:])
     assert r.returncode == 0, f"ray job submit failed:\n{r.stdout[-4000:]}\n{r.stderr[-2000:]}"

@@ -15,11 +15,23 @@ pytestmark = pytest.mark.slow
 # A digits model small enough for a few steps in seconds on 2 shared cores; 4 steps of 32 images,
 # a report every step, evaluation + checkpoint + grid every 2 steps.
 TINY = [
-    "model.g.embed_dim=64", "model.g.depths=[1,1,1]", "model.g.heads=2",
-    "model.d.embed_dim=32", "model.d.depth=1", "model.d.heads=2",
-    "optim.n_critic=1", "optim.batch_d=32", "optim.batch_g=32",
-    "train.kimg=0.128", "train.log_kimg=0.032", "train.checkpoint_kimg=0.064", "train.grid_kimg=0.064", "train.eval_kimg=0.064",
-    "train.keep_last=2", "eval.n_fake=64", "eval.batch=64",
+    "model.g.embed_dim=64",
+    "model.g.depths=[1,1,1]",
+    "model.g.heads=2",
+    "model.d.embed_dim=32",
+    "model.d.depth=1",
+    "model.d.heads=2",
+    "optim.n_critic=1",
+    "optim.batch_d=32",
+    "optim.batch_g=32",
+    "train.kimg=0.128",
+    "train.log_kimg=0.032",
+    "train.checkpoint_kimg=0.064",
+    "train.grid_kimg=0.064",
+    "train.eval_kimg=0.064",
+    "train.keep_last=2",
+    "eval.n_fake=64",
+    "eval.batch=64",
 ]
 
 
@@ -45,7 +57,7 @@ def test_two_worker_gloo_run_is_tracked(ray_runtime, mlflow_server, tmp_path):
     best = Path(result["checkpoint_uri"])
     assert best.parent == ray_dir and (best / "manifest.json").exists()
 
-    client = tracking._client(mlflow_server.uri)
+    client = tracking.mlflow_client(mlflow_server.uri)
     run = client.get_run(result["run_id"])
     assert run.info.status == "FINISHED"
     assert run.data.params["resources.workers"] == "2" and run.data.params["model.g.embed_dim"] == "64"
@@ -76,16 +88,18 @@ def test_relaunch_continues_past_checkpoints_reported_before_the_first_evaluatio
 
     base = TINY + ["name=relaunch", "train.checkpoint_kimg=0.032", "train.eval_kimg=0.32", "train.keep_last=3"]
     out = tmp_path / "out"
-    first = run_train_ray(load_config("digits-tiny", base + ["train.kimg=0.064"]), out_root=out, tracking=False,
-                          name="relaunch")
+    first = run_train_ray(
+        load_config("digits-tiny", base + ["train.kimg=0.064"]), out_root=out, tracking=False, name="relaunch"
+    )
     assert first["status"] == "finished" and first["metrics"]["step"] == 2, first
     snapshot = json.loads((out / "ray" / "relaunch" / "checkpoint_manager_snapshot.json").read_text())
     primaries = [r["metrics"]["digits_fid"] for r in snapshot["checkpoint_results"]]
     assert primaries[0] == worst_value("digits_fid") and primaries[1] < primaries[0]  # step 1 unevaluated
 
     # Train longer under the same name: Ray restores the snapshot and the engine resumes at step 2.
-    second = run_train_ray(load_config("digits-tiny", base + ["train.kimg=0.128"]), out_root=out, tracking=False,
-                           name="relaunch")
+    second = run_train_ray(
+        load_config("digits-tiny", base + ["train.kimg=0.128"]), out_root=out, tracking=False, name="relaunch"
+    )
     assert second["status"] == "finished" and second["metrics"]["step"] == 4, second
     assert second["metrics"]["reports"] == 2  # steps 3 and 4 only: it continued, not restarted
     kept = sorted(p.name for p in (out / "ray" / "relaunch").glob("ckpt-*"))

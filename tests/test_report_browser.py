@@ -25,16 +25,24 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
-
 import analysis_runs as R
+import pytest
 from conftest import stop_process
 
 pytestmark = pytest.mark.slow
 
 CHROMIUM = Path("/usr/bin/chromium")
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--hide-scrollbars"]
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--hide-scrollbars",
+]
 EXPERIMENT = "browser-sweep"
 SWEEP_ID = "ui-sweep"
 
@@ -42,16 +50,27 @@ SWEEP_ID = "ui-sweep"
 @pytest.fixture(scope="module")
 def chromium() -> Path:
     if not CHROMIUM.exists():
-        r = subprocess.run("apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium", shell=True,
-                           capture_output=True, text=True, timeout=1200)
+        r = subprocess.run(
+            "apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium",
+            shell=True,
+            capture_output=True,
+            text=True,
+            timeout=1200,
+        )
         if r.returncode != 0 or not CHROMIUM.exists():
-            pytest.skip(f"headless Chromium unavailable: `apt-get install -y chromium` failed ({(r.stderr or r.stdout)[-400:]})")
+            pytest.skip(
+                f"headless Chromium unavailable: `apt-get install -y chromium` failed ({(r.stderr or r.stdout)[-400:]})"
+            )
     return CHROMIUM
 
 
 @pytest.fixture(scope="module")
 def shots(tmp_path_factory) -> Path:
-    d = Path(os.environ["TGL_BROWSER_SHOTS"]) if os.environ.get("TGL_BROWSER_SHOTS") else tmp_path_factory.mktemp("shots")
+    d = (
+        Path(os.environ["TGL_BROWSER_SHOTS"])
+        if os.environ.get("TGL_BROWSER_SHOTS")
+        else tmp_path_factory.mktemp("shots")
+    )
     d.mkdir(parents=True, exist_ok=True)
     return d
 
@@ -71,20 +90,29 @@ def sweep(mlflow_server):
 
 
 def _chromium(args: list[str], profile: Path, timeout_s: float = 180) -> subprocess.CompletedProcess:
-    return subprocess.run([str(CHROMIUM), *FLAGS, f"--user-data-dir={profile}", *args], capture_output=True, text=True,
-                          timeout=timeout_s, start_new_session=True)
+    return subprocess.run(
+        [str(CHROMIUM), *FLAGS, f"--user-data-dir={profile}", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        start_new_session=True,
+    )
 
 
 def render_report(sweep_id: str, uri: str, out: Path, profile: Path) -> tuple[str, str, int]:
     """`transgan-lab report` (the console script) for ``sweep_id``, then Chromium's DOM of it once
     every image has decoded: (html, dom, number of images)."""
     cli = Path(sys.executable).parent / "transgan-lab"
-    r = subprocess.run([str(cli), "report", sweep_id, "--tracking-uri", uri, "--out", str(out)],
-                       capture_output=True, text=True, timeout=300)
+    r = subprocess.run(
+        [str(cli), "report", sweep_id, "--tracking-uri", uri, "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     html = out.read_text()
     n_img = html.count("<img ")
-    assert "src=\"http" not in html  # images inlined
+    assert 'src="http' not in html  # images inlined
     dom = _chromium(["--virtual-time-budget=15000", "--dump-dom", out.as_uri()], profile).stdout
     assert f'data-images-loaded="{n_img}/{n_img}"' in dom, dom[:500]
     return html, dom, n_img
@@ -99,11 +127,16 @@ def test_report_renders_in_chromium(chromium, sweep, shots, tmp_path):
     assert re.search(rf'id="tgl-render-status">images-ok {n_img}/{n_img}<', dom)
     rows = re.findall(r'<tr class="row">(.*?)</tr>', dom, flags=re.S)
     assert len(rows) == 5  # the five scored trials; the failed one is not ranked
-    assert [re.findall(r"<td[^>]*>(.*?)</td>", row)[1] for row in rows] == [f"{SWEEP_ID}-t{t}" for t in ("002", "000", "003", "001", "004")]
+    assert [re.findall(r"<td[^>]*>(.*?)</td>", row)[1] for row in rows] == [
+        f"{SWEEP_ID}-t{t}" for t in ("002", "000", "003", "001", "004")
+    ]
     assert "<strong>15.50</strong>" in rows[0]  # the best digits-FID is bold
 
     shot = shots / "report.png"
-    _chromium(["--window-size=1280,2600", "--virtual-time-budget=15000", f"--screenshot={shot}", out.as_uri()], tmp_path / "p2")
+    _chromium(
+        ["--window-size=1280,2600", "--virtual-time-budget=15000", f"--screenshot={shot}", out.as_uri()],
+        tmp_path / "p2",
+    )
     with Image.open(shot) as im:
         assert im.size == (1280, 2600)
         grey = im.convert("L")
@@ -154,15 +187,18 @@ async def _drive_ui(port: int, sweep: dict, shot: Path) -> tuple[dict, dict]:
 
             await call("Emulation.setDeviceMetricsOverride", width=1600, height=1000, deviceScaleFactor=1, mobile=False)
             await call("Page.navigate", url=f"{sweep['uri']}/#/experiments/{sweep['exp_id']}/runs")
-            parent_row = f"[row-id=\"{sweep['parent']}\"]"
+            parent_row = f'[row-id="{sweep["parent"]}"]'
             await wait_for(f"!!document.querySelector('{parent_row}')", "the sweep parent row")
             # the parent's expander (+) sits in its Run Name cell
             clicked = await evaluate(
                 f"(() => {{ const b = document.querySelector('{parent_row} [col-id*=\"Run Name\"] button');"
-                " if (!b) return false; b.click(); return true; })()")
+                " if (!b) return false; b.click(); return true; })()"
+            )
             assert clicked, "no expander button in the sweep parent's Run Name cell (runs are not nested)"
             child_ids = [v for v in sweep["ids"].values() if v != sweep["parent"]]
-            await wait_for(" && ".join(f"!!document.querySelector('[row-id=\"{i}\"]')" for i in child_ids), "the nested trial rows")
+            await wait_for(
+                " && ".join(f"!!document.querySelector('[row-id=\"{i}\"]')" for i in child_ids), "the nested trial rows"
+            )
             await asyncio.sleep(1.0)
             # where each run's name link is drawn: nested runs are indented under their parent
             layout = await evaluate(
@@ -170,20 +206,28 @@ async def _drive_ui(port: int, sweep: dict, shot: Path) -> tuple[dict, dict]:
                 " const a = row.querySelector('[col-id*=\"Run Name\"] a'); if (!a) continue;"
                 " const r = a.getBoundingClientRect();"
                 " out[row.getAttribute('row-id')] = {name: a.innerText.trim(), left: r.left, top: r.top}; }"
-                " return out; })()")
+                " return out; })()"
+            )
             shot.write_bytes(base64.b64decode((await call("Page.captureScreenshot", format="png"))["data"]))
 
             runs = json.dumps(child_ids)
-            await call("Page.navigate", url=f"{sweep['uri']}/#/compare-runs?runs={runs}&experiments={json.dumps([sweep['exp_id']])}")
+            await call(
+                "Page.navigate",
+                url=f"{sweep['uri']}/#/compare-runs?runs={runs}&experiments={json.dumps([sweep['exp_id']])}",
+            )
             await wait_for("document.body.innerText.includes('optim.lr_g')", "the compare view's params")
             await asyncio.sleep(1.0)
             # the compare view's tables: first cell (a label or a param key) -> the cells per run
             compare = await evaluate(
                 "(() => { const out = {}; for (const tr of document.querySelectorAll('tr')) {"
                 " const cells = [...tr.querySelectorAll('th,td')].map(c => c.innerText.trim());"
-                " if (cells.length > 1) out[cells[0]] = cells.slice(1); } return out; })()")
+                " if (cells.length > 1) out[cells[0]] = cells.slice(1); } return out; })()"
+            )
             shot.with_name("mlflow-compare.png").write_bytes(
-                base64.b64decode((await call("Page.captureScreenshot", format="png", captureBeyondViewport=False))["data"]))
+                base64.b64decode(
+                    (await call("Page.captureScreenshot", format="png", captureBeyondViewport=False))["data"]
+                )
+            )
             return layout, compare
 
 
@@ -191,9 +235,20 @@ def mlflow_ui_views(chromium: Path, sweep: dict, shot: Path, tmp_path: Path) -> 
     """Drive a fresh headless Chromium through the MLflow UI of ``sweep``: (runs layout, compare view)."""
     profile = tmp_path / "profile"
     log = open(tmp_path / "chromium.log", "wb")
-    proc = subprocess.Popen([str(chromium), *FLAGS, f"--user-data-dir={profile}", "--remote-debugging-port=0",
-                             "--remote-debugging-address=127.0.0.1", "--window-size=1600,1000", "about:blank"],
-                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen(
+        [
+            str(chromium),
+            *FLAGS,
+            f"--user-data-dir={profile}",
+            "--remote-debugging-port=0",
+            "--remote-debugging-address=127.0.0.1",
+            "--window-size=1600,1000",
+            "about:blank",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     try:
         port_file = profile / "DevToolsActivePort"
         deadline = time.monotonic() + 60

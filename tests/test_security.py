@@ -23,16 +23,24 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from conftest import free_port, stop_process, wait_http
+
 from transgan_lab.platform.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
 
 TINY = [
-    "model.g.embed_dim=64", "model.g.depths=[1,1,1]", "model.g.heads=2",
-    "model.d.embed_dim=32", "model.d.depth=1", "model.d.heads=2",
-    "optim.n_critic=1", "optim.batch_d=32", "optim.batch_g=32", "eval.n_fake=64", "eval.batch=64",
+    "model.g.embed_dim=64",
+    "model.g.depths=[1,1,1]",
+    "model.g.heads=2",
+    "model.d.embed_dim=32",
+    "model.d.depth=1",
+    "model.d.heads=2",
+    "optim.n_critic=1",
+    "optim.batch_d=32",
+    "optim.batch_g=32",
+    "eval.n_fake=64",
+    "eval.batch=64",
 ]
 
 
@@ -53,9 +61,18 @@ def _tiny_checkpoint(root: Path) -> Path:
     from transgan_lab.trainers.models import build_generator
 
     cfg = load_config("digits-tiny", TINY)
-    return ckpt.save_checkpoint(root / "checkpoints", step=0, state={"G_ema": build_generator(cfg).state_dict()},
-                                meta={"nimg": 0, "kimg": 0.0, "config": as_dict(cfg), "config_hash": config_hash(cfg),
-                                      "dynamics_hash": dynamics_hash(cfg)})
+    return ckpt.save_checkpoint(
+        root / "checkpoints",
+        step=0,
+        state={"G_ema": build_generator(cfg).state_dict()},
+        meta={
+            "nimg": 0,
+            "kimg": 0.0,
+            "config": as_dict(cfg),
+            "config_hash": config_hash(cfg),
+            "dynamics_hash": dynamics_hash(cfg),
+        },
+    )
 
 
 def test_eval_refuses_a_checkpoint_whose_generator_is_pickled_code(tmp_path, capsys):
@@ -65,8 +82,10 @@ def test_eval_refuses_a_checkpoint_whose_generator_is_pickled_code(tmp_path, cap
     torch.save(_OpensAFile(marker), target)
     # Re-sign the manifest, as an attacker who can write the folder would: checksums alone do not save us.
     manifest = json.loads((path / "manifest.json").read_text())
-    manifest["files"]["G_ema.pt"] = {"sha256": hashlib.sha256(target.read_bytes()).hexdigest(),
-                                     "bytes": target.stat().st_size}
+    manifest["files"]["G_ema.pt"] = {
+        "sha256": hashlib.sha256(target.read_bytes()).hexdigest(),
+        "bytes": target.stat().st_size,
+    }
     (path / "manifest.json").write_text(json.dumps(manifest))
 
     rc = main(["eval", str(tmp_path / "run"), "--n", "4"])
@@ -115,8 +134,14 @@ def test_ui_listens_on_loopback_only_with_allowed_hosts(tmp_path):
     port = free_port()
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     log = open(tmp_path / "ui.log", "wb")
-    proc = subprocess.Popen([sys.executable, "-m", "transgan_lab", "ui", "--tracking-uri", uri, "--port", str(port)],
-                            cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "transgan_lab", "ui", "--tracking-uri", uri, "--port", str(port)],
+        cwd=tmp_path,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     try:
         wait_http(f"http://127.0.0.1:{port}/health", timeout_s=240, proc=proc)
         addrs = _listeners(port)
@@ -158,7 +183,8 @@ def test_secrets_in_the_environment_never_reach_mlflow(mlflow_server, tmp_path, 
     experiment = f"security-{tag[:8]}"
     # The secrets also sit inside config values that are logged: a path, a storage URL, the run name.
     sets = TINY + [
-        f"tracking.uri={mlflow_server.uri}", f"tracking.experiment={experiment}",
+        f"tracking.uri={mlflow_server.uri}",
+        f"tracking.experiment={experiment}",
         f"data.root=/mnt/{secrets['TRANSGAN_TEST_API_TOKEN']}/digits",
         f"tracking.storage_path=s3://bucket/{secrets['AWS_SECRET_ACCESS_KEY']}/ray",
         f"name=run-{secrets['MY_SERVICE_SECRET']}",
@@ -170,7 +196,7 @@ def test_secrets_in_the_environment_never_reach_mlflow(mlflow_server, tmp_path, 
 
     from transgan_lab.platform import tracking
 
-    client = tracking._client(mlflow_server.uri)
+    client = tracking.mlflow_client(mlflow_server.uri)
     exp = client.get_experiment_by_name(experiment)
     runs = client.search_runs([exp.experiment_id])
     assert len(runs) == 1
@@ -219,9 +245,15 @@ def _cluster_files() -> list[Path]:
 
 def test_credential_patterns_would_be_found():
     """The scan is not blind: each pattern matches a planted example."""
-    samples = ["AKIAABCDEFGHIJKLMNOP", "aws_secret_access_key: abcdefghijklmnopqrstuvwxyz012345",
-               "-----BEGIN RSA PRIVATE KEY-----", '{"type": "service_account"}', "password: hunter2hunter2",
-               "ghp_" + "a" * 36, "postgresql://admin:s3cret@db:5432/mlflow"]
+    samples = [
+        "AKIAABCDEFGHIJKLMNOP",
+        "aws_secret_access_key: abcdefghijklmnopqrstuvwxyz012345",
+        "-----BEGIN RSA PRIVATE KEY-----",
+        '{"type": "service_account"}',
+        "password: hunter2hunter2",
+        "ghp_" + "a" * 36,
+        "postgresql://admin:s3cret@db:5432/mlflow",
+    ]
     for pattern, sample in zip(_CREDENTIAL_PATTERNS, samples):
         assert pattern.search(sample), pattern.pattern
 

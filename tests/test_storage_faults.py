@@ -27,10 +27,21 @@ from transgan_lab.platform.cli import main
 REPO = Path(__file__).resolve().parents[1]
 
 TINY = [
-    "model.g.embed_dim=64", "model.g.depths=[1,1,1]", "model.g.heads=2",
-    "model.d.embed_dim=32", "model.d.depth=1", "model.d.heads=2",
-    "optim.n_critic=1", "optim.batch_d=32", "optim.batch_g=32", "eval.n_fake=64", "eval.batch=64",
-    "train.log_kimg=0.032", "train.checkpoint_kimg=0.032", "train.grid_kimg=0", "train.keep_last=5",
+    "model.g.embed_dim=64",
+    "model.g.depths=[1,1,1]",
+    "model.g.heads=2",
+    "model.d.embed_dim=32",
+    "model.d.depth=1",
+    "model.d.heads=2",
+    "optim.n_critic=1",
+    "optim.batch_d=32",
+    "optim.batch_g=32",
+    "eval.n_fake=64",
+    "eval.batch=64",
+    "train.log_kimg=0.032",
+    "train.checkpoint_kimg=0.032",
+    "train.grid_kimg=0",
+    "train.keep_last=5",
     "train.precision=fp32",
 ]
 
@@ -65,8 +76,10 @@ def test_disk_full_during_checkpoint_keeps_the_previous_one(tmp_path, capsys):
     # steps 0 and 1, and step 2 runs out of space.
     p = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4608k", "tmpfs", str(mnt)], capture_output=True, text=True)
     if p.returncode != 0:
-        pytest.skip(f"mounting a tmpfs is not permitted here ({p.stderr.strip()}); "
-                    "test_file_size_limit_during_checkpoint covers the failed write")
+        pytest.skip(
+            f"mounting a tmpfs is not permitted here ({p.stderr.strip()}); "
+            "test_file_size_limit_during_checkpoint covers the failed write"
+        )
     try:
         rc = main(_argv(out, 0.096))  # 3 steps of 32 images
         err = capsys.readouterr().err
@@ -120,8 +133,13 @@ def test_file_size_limit_during_checkpoint_keeps_the_previous_one(tmp_path):
     run_dir = tmp_path / "run"
     sets = TINY + ["train.kimg=0.128"]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    p = subprocess.run([sys.executable, "-c", _FSIZE_SCRIPT, str(run_dir), json.dumps(sets)], env=env,
-                       capture_output=True, text=True, timeout=600)
+    p = subprocess.run(
+        [sys.executable, "-c", _FSIZE_SCRIPT, str(run_dir), json.dumps(sets)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert p.returncode == 3, p.stderr[-3000:]
     info = json.loads(p.stdout.strip().splitlines()[-1])
     assert info["errno"] == 27, info  # EFBIG while writing the step-3 checkpoint

@@ -12,20 +12,30 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import free_port
 from test_ray_train import TINY
+
+from transgan_lab.analysis.pareto import pareto_front
 from transgan_lab.platform import tracking
 from transgan_lab.platform.config import ConfigError, load_config
-from transgan_lab.platform.tune import apply_params, check_space, pareto_front
+from transgan_lab.platform.sweep.space import apply_params, check_space
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def _sweep_cfg(name: str, extra=()):
-    return load_config("digits-tiny", TINY + [f"name={name}", "tracking.experiment=sweeps",
-                                              "resources.cpus_per_worker=1", "sweep.max_concurrent=2",
-                                              "sweep.grace_reports=1", *extra])
+    return load_config(
+        "digits-tiny",
+        TINY
+        + [
+            f"name={name}",
+            "tracking.experiment=sweeps",
+            "resources.cpus_per_worker=1",
+            "sweep.max_concurrent=2",
+            "sweep.grace_reports=1",
+            *extra,
+        ],
+    )
 
 
 # --------------------------------------------------------------------------- fast checks
@@ -36,15 +46,18 @@ def test_space_paper_point_and_validation():
     base = cfg.model_dump(mode="json")
     paper = check_space(base, "digits", draws=32)
     g = cfg.model.g
-    assert paper["model.g.embed_dim"] == g.embed_dim and [paper[f"model.g.depths.{i}"] for i in range(3)] == list(g.depths)
+    assert paper["model.g.embed_dim"] == g.embed_dim and [paper[f"model.g.depths.{i}"] for i in range(3)] == list(
+        g.depths
+    )
     assert "model.g.depths.3" not in paper  # one depth per stage of the preset
     assert apply_params(base, {**paper, "augment.policy": list(cfg.augment.policy)}) == base
     with pytest.raises(ConfigError, match="names no config field"):
         apply_params(base, {"model.g.width": 3})
     # A preset the space does not fit (4 stages: width 128 leaves 2 channels for the preset's 4 heads):
     # a clear error naming the bad values, before anything starts.
-    narrow = load_config("digits-tiny", ["data.resolution=32", "model.g.depths=[2,1,1,1]",
-                                         "model.g.embed_dim=256", "model.g.heads=4"])
+    narrow = load_config(
+        "digits-tiny", ["data.resolution=32", "model.g.depths=[2,1,1,1]", "model.g.embed_dim=256", "model.g.heads=4"]
+    )
     with pytest.raises(ConfigError, match="search space 'digits' produces an invalid config"):
         check_space(narrow.model_dump(mode="json"), "digits", draws=32)
 
@@ -52,8 +65,9 @@ def test_space_paper_point_and_validation():
 def test_pareto_front():
     import pandas as pd
 
-    df = pd.DataFrame({"digits_fid": [10.0, 20.0, 12.0, 30.0], "img_per_s": [50.0, 100.0, 40.0, 90.0],
-                       "trial": ["a", "b", "c", "d"]})
+    df = pd.DataFrame(
+        {"digits_fid": [10.0, 20.0, 12.0, 30.0], "img_per_s": [50.0, 100.0, 40.0, 90.0], "trial": ["a", "b", "c", "d"]}
+    )
     front = pareto_front(df, ["digits_fid", "img_per_s"])
     assert sorted(front["trial"]) == ["a", "b"]  # c is beaten by a, d by b
 
@@ -63,9 +77,20 @@ def test_unreachable_tracking_fails_before_ray(tmp_path):
     out = tmp_path / "out"
     env = {**os.environ, "TRANSGAN_LAB_DEBUG": ""}
     proc = subprocess.run(
-        [str(Path(sys.executable).parent / "transgan-lab"), "sweep", "digits-tiny", "--out", str(out),
-         "--set", f"tracking.uri=http://127.0.0.1:{port}"],
-        capture_output=True, text=True, timeout=300, env=env)
+        [
+            str(Path(sys.executable).parent / "transgan-lab"),
+            "sweep",
+            "digits-tiny",
+            "--out",
+            str(out),
+            "--set",
+            f"tracking.uri=http://127.0.0.1:{port}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
     assert proc.returncode == 2, proc.stderr
     assert f"http://127.0.0.1:{port}" in proc.stderr and "not reachable" in proc.stderr
     assert not (out / "ray").exists()  # no Ray storage: nothing started
@@ -76,7 +101,7 @@ def test_unreachable_tracking_fails_before_ray(tmp_path):
 
 @pytest.mark.slow
 def test_three_trial_sweep_tracks_parent_and_children(ray_runtime, mlflow_server, tmp_path):
-    from transgan_lab.platform.tune import run_sweep
+    from transgan_lab.platform.sweep import run_sweep
 
     cfg = _sweep_cfg("sw3", ["train.kimg=0.192", "sweep.num_samples=3"])
     res = run_sweep(cfg, out_root=tmp_path, tracking_uri=mlflow_server.uri, progress=False)
@@ -117,10 +142,10 @@ _DRIVER = r"""
 import json, os, sys
 import ray
 from transgan_lab.platform.config import load_config
-from transgan_lab.platform.tune import run_sweep
+from transgan_lab.platform.sweep import run_sweep
 out, uri, tmp, overrides = sys.argv[1], sys.argv[2], sys.argv[3], json.loads(sys.argv[4])
-ray.init(address="local", num_cpus=4, include_dashboard=True, dashboard_host="127.0.0.1", object_store_memory=300 * 1024**2,
-         _temp_dir=tmp, log_to_driver=False)
+ray.init(address="local", num_cpus=4, include_dashboard=True, dashboard_host="127.0.0.1",
+         object_store_memory=300 * 1024**2, _temp_dir=tmp, log_to_driver=False)
 res = run_sweep(load_config("digits-tiny", overrides), out_root=out, name="killme", tracking_uri=uri, progress=True)
 print("RESULT " + json.dumps({"restored": res.restored, "trials": list(res.table["trial_id"]),
                               "status": list(res.table["status"]), "best": res.best["trial_id"]}), flush=True)
@@ -133,8 +158,13 @@ def _start_driver(tmp_path: Path, uri: str, overrides: list[str], tag: str) -> s
     script.write_text(_DRIVER)
     ray_tmp = Path("/tmp") / f"tglk-{os.getpid()}-{tag}"  # short: Ray's unix sockets live under it
     log = open(tmp_path / f"driver-{tag}.log", "w")
-    return subprocess.Popen([sys.executable, str(script), str(tmp_path / "out"), uri, str(ray_tmp), json.dumps(overrides)],
-                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=str(REPO))
+    return subprocess.Popen(
+        [sys.executable, str(script), str(tmp_path / "out"), uri, str(ray_tmp), json.dumps(overrides)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        cwd=str(REPO),
+    )
 
 
 def _kill_session(proc: subprocess.Popen, ray_tmp_prefix: str) -> None:
@@ -165,12 +195,20 @@ def test_killed_driver_restores_without_duplicates(mlflow_server, tmp_path):
     # Two trials one after the other; ASHA never stops them (grace 10 evaluations). 0.64 kimg is
     # 4-20 steps whatever n_critic the second trial samples; a checkpoint every 2 steps (scaled by
     # the space to every step for n_critic >= 2).
-    overrides = TINY + ["name=kill", "tracking.experiment=killtest", "sweep.num_samples=2", "train.kimg=0.64",
-                        "train.eval_kimg=0.32", "train.grid_kimg=0.32", "sweep.max_concurrent=1",
-                        "resources.cpus_per_worker=1", "sweep.grace_reports=10"]
+    overrides = TINY + [
+        "name=kill",
+        "tracking.experiment=killtest",
+        "sweep.num_samples=2",
+        "train.kimg=0.64",
+        "train.eval_kimg=0.32",
+        "train.grid_kimg=0.32",
+        "sweep.max_concurrent=1",
+        "resources.cpus_per_worker=1",
+        "sweep.grace_reports=10",
+    ]
     first = _start_driver(tmp_path, uri, overrides, "a")
     exp = tracking.ensure_experiment(uri, "killtest")
-    client = tracking._client(uri)
+    client = tracking.mlflow_client(uri)
     deadline = time.monotonic() + 600
     finished, running = [], []
     try:  # kill when the first trial is done and the second is past its first checkpointed reports
@@ -186,8 +224,9 @@ def test_killed_driver_restores_without_duplicates(mlflow_server, tmp_path):
     assert finished and running, (tmp_path / "driver-a.log").read_text()[-3000:]
     interrupted = running[0]
     done_before = {r.data.tags["transgan.trial_id"]: r for r in finished}
-    history_before = {t: len(tracking._client(uri).get_metric_history(r.info.run_id, "loss_d"))
-                      for t, r in done_before.items()}
+    history_before = {
+        t: len(tracking.mlflow_client(uri).get_metric_history(r.info.run_id, "loss_d")) for t, r in done_before.items()
+    }
 
     second = _start_driver(tmp_path, uri, overrides, "b")
     try:
@@ -210,8 +249,10 @@ def test_killed_driver_restores_without_duplicates(mlflow_server, tmp_path):
         assert r.info.status == "FINISHED" and r.data.tags["mlflow.parentRunId"] == parents[0].info.run_id
         if r.data.tags["transgan.trial_id"] in done_before:  # the same run, untouched by the restore
             assert r.info.run_id == done_before[r.data.tags["transgan.trial_id"]].info.run_id
-            assert len(client.get_metric_history(r.info.run_id, "loss_d")) == \
-                history_before[r.data.tags["transgan.trial_id"]]
+            assert (
+                len(client.get_metric_history(r.info.run_id, "loss_d"))
+                == history_before[r.data.tags["transgan.trial_id"]]
+            )
     # The interrupted trial continued in its own run, from its Ray Train checkpoint, to the end.
     resumed = client.get_run(interrupted.info.run_id)
     assert resumed.info.status == "FINISHED" and resumed.data.metrics["nimg"] >= 640

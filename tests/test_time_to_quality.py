@@ -19,8 +19,20 @@ REPO = Path(__file__).resolve().parents[1]
 @pytest.mark.slow
 def test_time_to_quality_writes_curve_histogram_cost_and_figures(tmp_path):
     out = tmp_path / "ttq.json"
-    cmd = [sys.executable, str(REPO / "bench" / "time_to_quality.py"), "--label", "smoke", "--out", str(out),
-           "--set", "train.kimg=0.384", "--eval-kimg", "0.128", "--set", "eval.n_fake=200"]
+    cmd = [
+        sys.executable,
+        str(REPO / "bench" / "time_to_quality.py"),
+        "--label",
+        "smoke",
+        "--out",
+        str(out),
+        "--set",
+        "train.kimg=0.384",
+        "--eval-kimg",
+        "0.128",
+        "--set",
+        "eval.n_fake=200",
+    ]
     env = {**os.environ, "TRANSGAN_LAB_TTQ_CACHE": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"}
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=900, cwd=tmp_path, env=env)
     assert p.returncode == 0, p.stderr[-3000:]

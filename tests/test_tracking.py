@@ -10,9 +10,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import free_port, stop_process, wait_http
 from PIL import Image
 
-from conftest import free_port, stop_process, wait_http
 from transgan_lab.platform import tracking
 from transgan_lab.platform.config import load_config
 
@@ -31,7 +31,10 @@ def test_uri_resolution_order(tmp_path, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:1")
     assert tracking.resolve_tracking_uri(out_root=tmp_path) == "http://127.0.0.1:1"
     assert tracking.resolve_tracking_uri(out_root=tmp_path, cfg_uri="sqlite:///a.db") == "sqlite:///a.db"
-    assert tracking.resolve_tracking_uri(out_root=tmp_path, cfg_uri="sqlite:///a.db", override="http://h:2") == "http://h:2"
+    assert (
+        tracking.resolve_tracking_uri(out_root=tmp_path, cfg_uri="sqlite:///a.db", override="http://h:2")
+        == "http://h:2"
+    )
     with pytest.raises(tracking.TrackingUnavailable, match="sqlite:///"):
         tracking.resolve_tracking_uri(out_root=tmp_path, override=str(tmp_path / "mlruns"))
 
@@ -52,7 +55,7 @@ def test_sqlite_store_created_once(tmp_path):
     assert (tmp_path / "out" / "mlflow.db").stat().st_size > 0
     exp_id = tracking.ensure_experiment(uri, "x")
     assert tracking.ensure_experiment(uri, "x") == exp_id
-    loc = tracking._client(uri).get_experiment(exp_id).artifact_location
+    loc = tracking.mlflow_client(uri).get_experiment(exp_id).artifact_location
     assert loc == (tmp_path / "out" / "mlartifacts").resolve().as_uri()
 
 
@@ -67,8 +70,13 @@ def test_get_or_create_is_keyed_by_tags(mlflow_server):
     ids = set()
     for attempt in range(2):  # a retried trial gets its run back, even after it was marked FAILED
         child, _ = tracking.get_or_create_run(
-            uri, exp, key={"transgan.sweep_id": "s1", "transgan.trial_id": "t_00000"}, run_name="s1-t000",
-            tags={"transgan.kind": "trial"}, parent_run_id=parent)
+            uri,
+            exp,
+            key={"transgan.sweep_id": "s1", "transgan.trial_id": "t_00000"},
+            run_name="s1-t000",
+            tags={"transgan.kind": "trial"},
+            parent_run_id=parent,
+        )
         ids.add(child)
         tracking.RunLogger(uri=uri, run_id=child).finish("FAILED")
     assert len(ids) == 1
@@ -83,8 +91,9 @@ def test_run_logger_params_metrics_images_protocols(mlflow_server, tmp_path, mon
     uri = mlflow_server.uri
     cfg = load_config("digits-tiny", ["name=run-s3cr3t-value-42"])
     exp = _exp(uri)
-    run_id, _ = tracking.get_or_create_run(uri, exp, key={"transgan.run_key": "k"}, run_name="k",
-                                           tags=tracking.base_tags(cfg, kind="train"))
+    run_id, _ = tracking.get_or_create_run(
+        uri, exp, key={"transgan.run_key": "k"}, run_name="k", tags=tracking.base_tags(cfg, kind="train")
+    )
     log = tracking.RunLogger(uri=uri, run_id=run_id)
     log.log_config(cfg)
     log.log_config(cfg)  # a retried worker: params are not logged twice, no error
@@ -93,14 +102,19 @@ def test_run_logger_params_metrics_images_protocols(mlflow_server, tmp_path, mon
     proto = tmp_path / "protocols.json"
     proto.write_text(json.dumps({"digits_fid": {"n_fake": 64, "extractor": "digits-cnn"}}))
     log.report({"nimg": 256, "kimg": 0.256, "loss_d": 1.5, "loss_g": float("nan")}, {"grid": str(grid)})
-    log.report({"nimg": 512, "kimg": 0.512, "loss_d": 1.25, "digits_fid": 33.0},
-               {"grid": str(grid), "protocols": str(proto)}, checkpoint_uri="/x/ckpt-00000002")
+    log.report(
+        {"nimg": 512, "kimg": 0.512, "loss_d": 1.25, "digits_fid": 33.0},
+        {"grid": str(grid), "protocols": str(proto)},
+        checkpoint_uri="/x/ckpt-00000002",
+    )
     log.finish()
 
-    client = tracking._client(uri)
+    client = tracking.mlflow_client(uri)
     run = client.get_run(run_id)
     p, t = run.data.params, run.data.tags
-    assert p["model.g.depths"] == json.dumps(cfg.model.g.depths) and p["model.g.embed_dim"] == str(cfg.model.g.embed_dim)
+    assert p["model.g.depths"] == json.dumps(cfg.model.g.depths) and p["model.g.embed_dim"] == str(
+        cfg.model.g.embed_dim
+    )
     assert p["augment.policy"] == json.dumps(cfg.augment.policy)
     assert p["name"] == "run-***"  # value of an env var named *TOKEN* is redacted
     assert t["transgan.kind"] == "train" and t["transgan.dataset"] == "digits" and t["transgan.preset"] == "digits-tiny"
@@ -124,13 +138,21 @@ def test_ui_serves_the_store_on_loopback(tmp_path):
     tracking.check_reachable(uri)
     port = free_port()
     exe = str(Path(sys.executable).parent / "transgan-lab")
-    proc = subprocess.Popen([exe, "ui", "--tracking-uri", uri, "--port", str(port)], start_new_session=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [exe, "ui", "--tracking-uri", uri, "--port", str(port)],
+        start_new_session=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     try:
         wait_http(f"http://127.0.0.1:{port}/health", timeout_s=90, proc=proc)
     finally:
         stop_process(proc)
-    missing = subprocess.run([exe, "ui", "--tracking-uri", f"sqlite:///{tmp_path}/nothing/mlflow.db"],
-                             capture_output=True, text=True, timeout=60)
+    missing = subprocess.run(
+        [exe, "ui", "--tracking-uri", f"sqlite:///{tmp_path}/nothing/mlflow.db"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert missing.returncode == 2
     assert "no run store at" in missing.stderr and "nothing/mlflow.db" in missing.stderr

@@ -27,13 +27,24 @@ def free_port() -> int:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
+
 # A very small digits run: 16 images per D step, 2 D steps per G step -> 32 images per step.
 SMALL = [
-    "model.g.embed_dim=64", "model.g.depths=[1,1,1]", "model.g.latent_dim=16",
-    "model.d.embed_dim=32", "model.d.depth=1",
-    "optim.batch_d=16", "optim.batch_g=16", "optim.n_critic=2",
-    "train.precision=fp32", "train.log_kimg=0.064", "train.checkpoint_kimg=0.096", "train.grid_kimg=0",
-    "eval.n_fake=64", "eval.batch=32", "train.deterministic=true",
+    "model.g.embed_dim=64",
+    "model.g.depths=[1,1,1]",
+    "model.g.latent_dim=16",
+    "model.d.embed_dim=32",
+    "model.d.depth=1",
+    "optim.batch_d=16",
+    "optim.batch_g=16",
+    "optim.n_critic=2",
+    "train.precision=fp32",
+    "train.log_kimg=0.064",
+    "train.checkpoint_kimg=0.096",
+    "train.grid_kimg=0",
+    "eval.n_fake=64",
+    "eval.batch=32",
+    "train.deterministic=true",
 ]
 
 
@@ -88,8 +99,19 @@ def test_total_steps_and_report_schedule(tmp_path):
     last, ckpt_dir, files = rep.calls[-1]
     assert ckpt_dir and Path(ckpt_dir).name == "ckpt-00000006"
     assert "grid" in files and Path(files["grid"]).exists()
-    for key in ("loss_d", "loss_g", "loss_gp", "grad_norm_d", "grad_norm_g", "ema_beta", "img_per_s",
-                "sec_per_kimg", "peak_mem_mb", "digits_fid", "digits_is"):
+    for key in (
+        "loss_d",
+        "loss_g",
+        "loss_gp",
+        "grad_norm_d",
+        "grad_norm_g",
+        "ema_beta",
+        "img_per_s",
+        "sec_per_kimg",
+        "peak_mem_mb",
+        "digits_fid",
+        "digits_is",
+    ):
         assert key in last, key
     assert last["img_per_s"] > 0 and 0 < last["ema_beta"] < 1
     lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
@@ -98,7 +120,10 @@ def test_total_steps_and_report_schedule(tmp_path):
     assert status["status"] == "finished" and status["kimg"] == pytest.approx(0.192)
     # keep_last (3) newest plus step 0
     assert [p.name for p in ckpt.list_checkpoints(tmp_path / "checkpoints")] == [
-        "ckpt-00000000", "ckpt-00000003", "ckpt-00000006"]
+        "ckpt-00000000",
+        "ckpt-00000003",
+        "ckpt-00000006",
+    ]
 
 
 _RESUME_SCRIPT = textwrap.dedent(
@@ -113,7 +138,9 @@ _RESUME_SCRIPT = textwrap.dedent(
 )
 
 
-def _run_script(cfg, out: Path, resume: Path | None = None, env_extra: dict | None = None) -> subprocess.CompletedProcess:
+def _run_script(
+    cfg, out: Path, resume: Path | None = None, env_extra: dict | None = None
+) -> subprocess.CompletedProcess:
     args = [sys.executable, "-c", _RESUME_SCRIPT, json.dumps(cfg.model_dump(mode="json")), str(out)]
     if resume is not None:
         args.append(str(resume))
@@ -164,8 +191,12 @@ _KILL_SCRIPT = textwrap.dedent(
 def test_sigkill_during_checkpoint_keeps_previous_and_resume_works(tmp_path):
     cfg = small_cfg(9, "train.checkpoint_kimg=0.096")
     run = tmp_path / "run"
-    p = subprocess.run([sys.executable, "-c", _KILL_SCRIPT, json.dumps(cfg.model_dump(mode="json")), str(run)],
-                       capture_output=True, text=True, timeout=600)
+    p = subprocess.run(
+        [sys.executable, "-c", _KILL_SCRIPT, json.dumps(cfg.model_dump(mode="json")), str(run)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert p.returncode == -signal.SIGKILL, p.stderr
     names = [c.name for c in ckpt.list_checkpoints(run / "checkpoints")]
     assert names[-1] == "ckpt-00000003"  # the interrupted step-6 checkpoint never became visible
@@ -260,14 +291,27 @@ _DDP_SCRIPT = textwrap.dedent(
 def test_one_vs_two_workers_same_dynamics(tmp_path):
     """Same global batch on 1 and 2 gloo processes: losses and weights agree (augmentation off,
     because each rank draws its own augmentation; latents and GP mixing are global)."""
-    cfg = small_cfg(4, "augment.policy=[]", "model.mtct.enabled=true", "train.log_kimg=0.032", "train.checkpoint_kimg=0.128")
+    cfg = small_cfg(
+        4, "augment.policy=[]", "model.mtct.enabled=true", "train.log_kimg=0.032", "train.checkpoint_kimg=0.128"
+    )
     cfg_json = json.dumps(cfg.model_dump(mode="json"))
-    one = subprocess.run([sys.executable, "-c", _DDP_SCRIPT, "0", "1", "0", cfg_json, str(tmp_path / "w1")],
-                         capture_output=True, text=True, timeout=600)
+    one = subprocess.run(
+        [sys.executable, "-c", _DDP_SCRIPT, "0", "1", "0", cfg_json, str(tmp_path / "w1")],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert one.returncode == 0, one.stderr
     port = str(free_port())
-    procs = [subprocess.Popen([sys.executable, "-c", _DDP_SCRIPT, str(r), "2", port, cfg_json, str(tmp_path / "w2")],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for r in range(2)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", _DDP_SCRIPT, str(r), "2", port, cfg_json, str(tmp_path / "w2")],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for r in range(2)
+    ]
     outs = [p.communicate(timeout=600) for p in procs]
     assert all(p.returncode == 0 for p in procs), outs[0][1] + outs[1][1]
     rows1 = json.loads(one.stdout.strip().splitlines()[-1])
@@ -289,8 +333,17 @@ def test_intervals_are_in_kimg_whatever_n_critic_or_batch():
     from transgan_lab.trainers.train import due_events
 
     for n_critic, batch in ((1, 16), (2, 16), (4, 64), (5, 32)):
-        cfg = load_config("digits-tiny", [f"optim.n_critic={n_critic}", f"optim.batch_d={batch}", "train.log_kimg=0.64",
-                                          "train.eval_kimg=1.28", "train.grid_kimg=0", "train.checkpoint_kimg=2.56"])
+        cfg = load_config(
+            "digits-tiny",
+            [
+                f"optim.n_critic={n_critic}",
+                f"optim.batch_d={batch}",
+                "train.log_kimg=0.64",
+                "train.eval_kimg=1.28",
+                "train.grid_kimg=0",
+                "train.checkpoint_kimg=2.56",
+            ],
+        )
         per_step = n_critic * batch
         fired: dict[str, list[int]] = {}
         for step in range(1, 4000 // per_step + 1):
@@ -359,9 +412,26 @@ def test_shared_fakes_save_one_generator_pass_per_step(tmp_path):
 @pytest.mark.slow
 def test_cli_train_digits(tmp_path):
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    cmd = [sys.executable, "-m", "transgan_lab", "train", "digits-tiny", "--kimg", "0.768",
-           "--out", str(tmp_path), "--no-tracking", "--set", "train.log_kimg=1.024", "--set", "train.checkpoint_kimg=1.536",
-           "--set", "train.grid_kimg=1.536", "--set", "eval.n_fake=200"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "transgan_lab",
+        "train",
+        "digits-tiny",
+        "--kimg",
+        "0.768",
+        "--out",
+        str(tmp_path),
+        "--no-tracking",
+        "--set",
+        "train.log_kimg=1.024",
+        "--set",
+        "train.checkpoint_kimg=1.536",
+        "--set",
+        "train.grid_kimg=1.536",
+        "--set",
+        "eval.n_fake=200",
+    ]
     p = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900, cwd=tmp_path)
     assert p.returncode == 0, p.stderr
     run = next(tmp_path.glob("digits-tiny-*"))

@@ -4,7 +4,8 @@ import torch
 
 
 class TinyG(torch.nn.Module):
-    """A fixed random map z -> images in (-1, 1): an 'untrained generator' stand-in (the generator is an input to the metrics)."""
+    """A fixed random map z -> images in (-1, 1): an 'untrained generator' stand-in (the generator is
+    an input to the metrics)."""
 
     def __init__(self, latent_dim=8, resolution=16, channels=1):
         super().__init__()

@@ -34,7 +34,9 @@ def translation(x: torch.Tensor, *, ratio: float) -> torch.Tensor:
     return out.permute(0, 3, 1, 2)
 
 
-def _box_mask(x: torch.Tensor, *, top: torch.Tensor, left: torch.Tensor, h: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+def _box_mask(
+    x: torch.Tensor, *, top: torch.Tensor, left: torch.Tensor, h: torch.Tensor, w: torch.Tensor
+) -> torch.Tensor:
     """(B, 1, H, W) mask: 0 inside the per-sample box [top, top+h) x [left, left+w), 1 outside."""
     _, _, H, W = x.shape
     r = torch.arange(H, device=x.device).view(1, H, 1)
@@ -99,7 +101,9 @@ def stl_erase(x: torch.Tensor, *, gate_prob: float) -> torch.Tensor:
 class DiffAugment(nn.Module):
     """aug(x) -> x: the ops of ``aug_cfg.policy`` in order (translation, cutout, color, erase, stl_erase)."""
 
-    def __init__(self, aug_cfg):  # aug_cfg: cfg.augment (policy, translation_ratio, cutout_ratio, gate_prob, erase_min/max)
+    def __init__(
+        self, aug_cfg
+    ):  # aug_cfg: cfg.augment (policy, translation_ratio, cutout_ratio, gate_prob, erase_min/max)
         super().__init__()
         policy = list(aug_cfg.policy)
         bad = [op for op in policy if op not in OPS]

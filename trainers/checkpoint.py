@@ -142,7 +142,9 @@ def verify_checkpoint(path: str | Path) -> dict[str, Any]:
     return manifest
 
 
-def load_checkpoint(path: str | Path, *, names: list[str] | None = None, map_location: Any = "cpu") -> tuple[dict, dict]:
+def load_checkpoint(
+    path: str | Path, *, names: list[str] | None = None, map_location: Any = "cpu"
+) -> tuple[dict, dict]:
     """Verify and load a checkpoint: (manifest, {name: object}). Never unpickles code."""
     path = Path(path)
     manifest = verify_checkpoint(path)
@@ -153,7 +155,7 @@ def load_checkpoint(path: str | Path, *, names: list[str] | None = None, map_loc
             raise CheckpointError(f"checkpoint {path} has no entry {name!r}; it holds {sorted(manifest['files'])}")
         try:
             state[name] = torch.load(path / f"{name}.pt", map_location=map_location, weights_only=True)
-        except Exception as e:  # weights_only refuses pickled code with an UnpicklingError
+        except Exception as e:  # noqa: BLE001 - weights_only refuses pickled code (UnpicklingError); any failure is a refusal
             raise CheckpointError(
                 f"refusing to load {path / (name + '.pt')}: {type(e).__name__}: {str(e).splitlines()[0]} "
                 "(only tensors and plain containers are accepted)"

@@ -6,7 +6,7 @@ device only when it logs.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -142,5 +142,6 @@ def mtct_loss(
 
 
 def mtct_mse(sr_images: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
-    """Unweighted MT-CT MSE for the one-pass form ``fake, sr = G(z, lr_images=downsample_for_mtct(real, side=bottom))``."""
+    """Unweighted MT-CT MSE for the one-pass form
+    ``fake, sr = G(z, lr_images=downsample_for_mtct(real, side=bottom))``."""
     return F.mse_loss(sr_images.float(), real.float())

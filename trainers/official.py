@@ -17,8 +17,8 @@ writes our checkpoint; ``metrics/official.py`` holds the official evaluation pro
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import torch
 from torch import nn
@@ -70,30 +70,44 @@ _V1_OFF = ("model.mtct.enabled=false",)  # the official code never had MT-CT (no
 
 COUNTERPARTS: dict[str, Counterpart] = {
     "cifar10-v2": Counterpart(
-        G="ViT_custom_rp", D=("ViT_custom_scale2_rp_noise", "ViT_custom_scale2"),
+        G="ViT_custom_rp",
+        D=("ViT_custom_scale2_rp_noise", "ViT_custom_scale2"),
         script=f"{V2_SOURCE} exps/cifar_train.py",
         flags="--gen_model ViT_custom_rp --dis_model ViT_custom_scale2_rp_noise --bottom_width 8 --img_size 32 "
-              "--latent_dim 256 --gf_dim 1024 --g_depth 5,4,2 --df_dim 384 --d_depth 3 --patch_size 2 "
-              "(--g_norm/--d_norm ln, --g_act/--d_act gelu, --g_mlp 4: defaults)",
+        "--latent_dim 256 --gf_dim 1024 --g_depth 5,4,2 --df_dim 384 --d_depth 3 --patch_size 2 "
+        "(--g_norm/--d_norm ln, --g_act/--d_act gelu, --g_mlp 4: defaults)",
         d_overrides={"ViT_custom_scale2": ("model.d.noise_injection=false",)},
         images_per_epoch=50_000,
-        note="ViT_custom_scale2 is the same D without noise injection (the earlier CIFAR recipe)"),
+        note="ViT_custom_scale2 is the same D without noise injection (the earlier CIFAR recipe)",
+    ),
     "cifar10-xl": Counterpart(
-        G="TransGAN_8_8_1", D=("ViT_8_8",), script=f"{V1_SOURCE} exps/cifar10_test.sh",
+        G="TransGAN_8_8_1",
+        D=("ViT_8_8",),
+        script=f"{V1_SOURCE} exps/cifar10_test.sh",
         flags="--gen_model TransGAN_8_8_1 --dis_model ViT_8_8 --bottom_width 8 --img_size 32 --latent_dim 1024 "
-              "--gf_dim 1024 --df_dim 384 --d_depth 7 (--patch_size 4: default); stage depths 5,4,2 are fixed in the class",
-        overrides=_V1_OFF, images_per_epoch=50_000),
+        "--gf_dim 1024 --df_dim 384 --d_depth 7 (--patch_size 4: default); stage depths 5,4,2 are fixed in the class",
+        overrides=_V1_OFF,
+        images_per_epoch=50_000,
+    ),
     "stl10-xl": Counterpart(
-        G="TransGAN_8_8_G2_1", D=("ViT_8_8",), script=f"{V1_SOURCE} exps/stl10_test.sh",
+        G="TransGAN_8_8_G2_1",
+        D=("ViT_8_8",),
+        script=f"{V1_SOURCE} exps/stl10_test.sh",
         flags="--gen_model TransGAN_8_8_G2_1 --dis_model ViT_8_8 --bottom_width 12 --img_size 48 --latent_dim 1024 "
-              "--gf_dim 768 --df_dim 384 --d_depth 7 (--patch_size 4: default); stage depths 5,2,2 are fixed in the class",
-        overrides=_V1_OFF, images_per_epoch=105_000),
+        "--gf_dim 768 --df_dim 384 --d_depth 7 (--patch_size 4: default); stage depths 5,2,2 are fixed in the class",
+        overrides=_V1_OFF,
+        images_per_epoch=105_000,
+    ),
     "celeba64-xl": Counterpart(
-        G="Celeba64_TransGAN", D=("ViT_8_8",), script=f"{V1_SOURCE} exps/celeba64_test.sh",
+        G="Celeba64_TransGAN",
+        D=("ViT_8_8",),
+        script=f"{V1_SOURCE} exps/celeba64_test.sh",
         flags="--gen_model Celeba64_TransGAN --dis_model ViT_8_8 --bottom_width 8 --img_size 64 --latent_dim 1024 "
-              "--gf_dim 1024 --df_dim 384 --d_depth 7 (--patch_size 4: default); stage depths 5,3,3,2 are fixed in the class",
-        overrides=_V1_OFF + ("model.g.window_min_res=128",), images_per_epoch=202_599,
-        note="the official 64x64 stage attends globally, our preset in 16x16 windows: the import turns windows off"),
+        "--gf_dim 1024 --df_dim 384 --d_depth 7 (--patch_size 4: default); stage depths 5,3,3,2 are fixed in the class",
+        overrides=_V1_OFF + ("model.g.window_min_res=128",),
+        images_per_epoch=202_599,
+        note="the official 64x64 stage attends globally, our preset in 16x16 windows: the import turns windows off",
+    ),
 }
 
 
@@ -171,8 +185,14 @@ _RULES: dict[str, list[Rule]] = {
 }
 
 # Buffers in official state dicts (not parameters): needed to lay out the official optimizer state.
-_OFFICIAL_BUFFER_SUFFIXES = ("relative_position_index", "running_mean", "running_var", "num_batches_tracked",
-                             "Hz_fbank", "Hz_geom")
+_OFFICIAL_BUFFER_SUFFIXES = (
+    "relative_position_index",
+    "running_mean",
+    "running_var",
+    "num_batches_tracked",
+    "Hz_fbank",
+    "Hz_geom",
+)
 
 
 def is_official_buffer(key: str) -> bool:
@@ -209,12 +229,13 @@ def strip_module_prefix(sd: dict, *, what: str) -> dict:
     keys = list(sd)
     wrapped = [k.startswith("module.") for k in keys]
     if keys and all(wrapped):
-        return {k[len("module."):]: v for k, v in sd.items()}
+        return {k[len("module.") :]: v for k, v in sd.items()}
     if any(wrapped):
         a = next(k for k, w in zip(keys, wrapped) if w)
         b = next(k for k, w in zip(keys, wrapped) if not w)
-        raise CheckpointError(f"{what} mixes names with and without the 'module.' prefix ({a!r}, {b!r}); "
-                              "it is not one model's state dict")
+        raise CheckpointError(
+            f"{what} mixes names with and without the 'module.' prefix ({a!r}, {b!r}); it is not one model's state dict"
+        )
     return dict(sd)
 
 
@@ -253,12 +274,15 @@ def convert_state_dict(
                 mine = model.get_buffer(our_key[: -len("table")] + "index")
                 if not torch.equal(official[idx_key].to(torch.int64).reshape(mine.shape), mine.cpu()):
                     bad_index.append(idx_key)
-    unused = [k for k in official if k not in used and k in spec.unused]
     extra = [k for k in official if k not in used and k not in spec.unused]
     if missing or misshaped or extra or bad_index:
         parts = []
-        for label, items in (("missing", missing), ("mis-shaped", misshaped),
-                             ("mapping to nothing in our model", extra), ("with a different relative-position index", bad_index)):
+        for label, items in (
+            ("missing", missing),
+            ("mis-shaped", misshaped),
+            ("mapping to nothing in our model", extra),
+            ("with a different relative-position index", bad_index),
+        ):
             if items:
                 more = f" and {len(items) - 4} more" if len(items) > 4 else ""
                 parts.append(f"{len(items)} tensor(s) {label}: {'; '.join(items[:4])}{more}")
@@ -308,8 +332,10 @@ def convert_adam_state(
         for k in ("exp_avg", "exp_avg_sq"):
             t = s.get(k)
             if not isinstance(t, torch.Tensor) or t.shape != p.shape:
-                raise CheckpointError(f"{what}: the {k} of {off_key} is {'missing' if t is None else _shape(t)}, "
-                                      f"our {name} is {_shape(p)}")
+                raise CheckpointError(
+                    f"{what}: the {k} of {off_key} is {'missing' if t is None else _shape(t)}, "
+                    f"our {name} is {_shape(p)}"
+                )
             moments[k] = t.detach().to(p.dtype).clone()
         step = s.get("step", 0)
         step = float(step.item() if isinstance(step, torch.Tensor) else step)

@@ -28,21 +28,35 @@ import torch
 from . import checkpoint as ckpt
 from . import hashing
 from .checkpoint import CheckpointError
-from .official import COUNTERPARTS, OFFICIAL_MODELS, Counterpart, convert_adam_state, convert_state_dict, key_map
-from .official import is_official_buffer, strip_module_prefix
+from .official import (
+    COUNTERPARTS,
+    OFFICIAL_MODELS,
+    Counterpart,
+    convert_adam_state,
+    convert_state_dict,
+    is_official_buffer,
+    key_map,
+    strip_module_prefix,
+)
 
 # numpy scalar reconstruction (data only); files written under numpy 1.x name it numpy.core.multiarray.scalar
 _SCALAR = (np._core if hasattr(np, "_core") else np.core).multiarray.scalar
-_NUMPY_GLOBALS = [_SCALAR, (_SCALAR, "numpy.core.multiarray.scalar"), np.dtype,
-                  *(type(np.dtype(t)) for t in ("float64", "float32", "int64", "int32", "bool"))]
+_NUMPY_GLOBALS = [
+    _SCALAR,
+    (_SCALAR, "numpy.core.multiarray.scalar"),
+    np.dtype,
+    *(type(np.dtype(t)) for t in ("float64", "float32", "int64", "int32", "bool")),
+]
 
 
 def read_official_file(path: str | Path) -> Any:
     """The file's object, loaded code-free; CheckpointError (with the reason) otherwise."""
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"{path} is not a file; give the official checkpoint file (e.g. ./cifar_checkpoint "
-                              "or logs/<exp>/Model/checkpoint)")
+        raise CheckpointError(
+            f"{path} is not a file; give the official checkpoint file (e.g. ./cifar_checkpoint "
+            "or logs/<exp>/Model/checkpoint)"
+        )
     try:
         with torch.serialization.safe_globals(_NUMPY_GLOBALS):
             return torch.load(path, map_location="cpu", weights_only=True)
@@ -50,8 +64,9 @@ def read_official_file(path: str | Path) -> Any:
         m = re.search(r"GLOBAL ([\w.]+)", str(e))
         if m is None:  # not a pickle torch.load understands (garbage, a truncated file, an exotic opcode)
             why = re.search(r"WeightsUnpickler error: \s*(.+)", str(e))
-            raise CheckpointError(f"{path} is not a readable torch checkpoint "
-                                  f"({why.group(1).strip() if why else 'unpickling failed'})") from None
+            raise CheckpointError(
+                f"{path} is not a readable torch checkpoint ({why.group(1).strip() if why else 'unpickling failed'})"
+            ) from None
         raise CheckpointError(
             f"refusing to load {path}: it needs {m.group(1)} to unpickle, and unpickling that could run code. Only "
             "tensors, plain containers and numpy scalars are read (torch.load weights_only=True). If you trust the "
@@ -59,8 +74,10 @@ def read_official_file(path: str | Path) -> Any:
             "and import that"
         ) from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as e:
-        raise CheckpointError(f"{path} is not a readable torch checkpoint ({type(e).__name__}: "
-                              f"{str(e).strip().splitlines()[0] if str(e).strip() else 'damaged'})") from None
+        raise CheckpointError(
+            f"{path} is not a readable torch checkpoint ({type(e).__name__}: "
+            f"{str(e).strip().splitlines()[0] if str(e).strip() else 'damaged'})"
+        ) from None
 
 
 def official_names(obj: Any) -> tuple[str | None, str | None]:
@@ -90,8 +107,10 @@ def _as_state_dict(value: Any, *, what: str, names_from: dict | None) -> dict:
     if isinstance(value, (list, tuple)) and names_from is not None and all(isinstance(t, torch.Tensor) for t in value):
         params = [k for k in names_from if not is_official_buffer(k)]
         if len(params) != len(value):
-            raise CheckpointError(f"{what} is a list of {len(value)} tensors, the generator has {len(params)} "
-                                  "parameters; it is not that generator's parameter list")
+            raise CheckpointError(
+                f"{what} is a list of {len(value)} tensors, the generator has {len(params)} "
+                "parameters; it is not that generator's parameter list"
+            )
         return dict(zip(params, value))
     raise CheckpointError(f"{what} is a {type(value).__name__}, not a state dict")
 
@@ -132,8 +151,10 @@ def import_official(
         )
     if not bare and not (isinstance(obj, dict) and "gen_state_dict" in obj):
         keys = sorted(obj)[:8] if isinstance(obj, dict) else type(obj).__name__
-        raise CheckpointError(f"{source} is not an official TransGAN checkpoint: expected the dict train_derived.py "
-                              f"saves (gen_state_dict, dis_state_dict, avg_gen_state_dict, ...), found {keys}")
+        raise CheckpointError(
+            f"{source} is not an official TransGAN checkpoint: expected the dict train_derived.py "
+            f"saves (gen_state_dict, dis_state_dict, avg_gen_state_dict, ...), found {keys}"
+        )
     gen = strip_module_prefix(obj if bare else obj["gen_state_dict"], what="gen_state_dict")
     state = {"G": convert_state_dict(official=gen, model=G, official_name=cp.G, what="gen_state_dict")}
     if bare:
@@ -156,12 +177,21 @@ def import_official(
     optimizers = "fresh"
     if not bare and not fresh_optimizers:
         for off_key, off_sd, model, off_name, opt in (
-                ("gen_optimizer", gen, G, cp.G, opt_G), ("dis_optimizer", dis, D, d_name, opt_D)):
+            ("gen_optimizer", gen, G, cp.G, opt_G),
+            ("dis_optimizer", dis, D, d_name, opt_D),
+        ):
             if off_key not in obj:
                 raise CheckpointError(f"{source} has no {off_key}; pass --fresh-optimizers to start Adam anew")
-            opt.load_state_dict(convert_adam_state(
-                official_opt=obj[off_key], official_keys=list(off_sd), kmap=key_map(model, off_name), model=model,
-                param_groups=opt.state_dict()["param_groups"], what=off_key))
+            opt.load_state_dict(
+                convert_adam_state(
+                    official_opt=obj[off_key],
+                    official_keys=list(off_sd),
+                    kmap=key_map(model, off_name),
+                    model=model,
+                    param_groups=opt.state_dict()["param_groups"],
+                    what=off_key,
+                )
+            )
         optimizers = "converted from the official Adam states (our lr/betas from the config)"
     per_step = int(cfg.optim.n_critic) * int(cfg.optim.batch_d)
     step = (epoch or 0) * cp.images_per_epoch // per_step
@@ -169,21 +199,43 @@ def import_official(
     train_state = {k: v for k, v in asdict(TrainState(step=step, nimg=nimg)).items() if k != "config_changes"}
     best_fid = obj.get("best_fid") if isinstance(obj, dict) else None
     info = {
-        "file": source.name, "sha256": _sha256(source), "preset": preset,
-        "gen_model": cp.G, "dis_model": d_name if not bare else None,
+        "file": source.name,
+        "sha256": _sha256(source),
+        "preset": preset,
+        "gen_model": cp.G,
+        "dis_model": d_name if not bare else None,
         "source": {"G": OFFICIAL_MODELS[cp.G].source, "D": OFFICIAL_MODELS[d_name].source, "script": cp.script},
-        "epoch": epoch, "best_fid": float(best_fid) if isinstance(best_fid, (float, int, np.floating)) else None,
-        "generator_only": bare, "optimizers": optimizers,
+        "epoch": epoch,
+        "best_fid": float(best_fid) if isinstance(best_fid, (float, int, np.floating)) else None,
+        "generator_only": bare,
+        "optimizers": optimizers,
         "nimg_rule": f"official epoch {epoch} x {cp.images_per_epoch} images per epoch, rounded down to whole steps "
-                     f"of {per_step} images" if epoch is not None else "no epoch in the file: step 0",
+        f"of {per_step} images"
+        if epoch is not None
+        else "no epoch in the file: step 0",
         "rng": "none recorded: a resume seeds the augmentation RNG from (seed, step)",
         "dropped_unused": sorted(k for k in gen if k in OFFICIAL_MODELS[cp.G].unused)
         + ([] if bare else sorted(k for k in dis if k in OFFICIAL_MODELS[d_name].unused)),
     }
-    meta = {"nimg": nimg, "kimg": nimg / 1000, "config": hashing.as_dict(cfg), "config_hash": hashing.config_hash(cfg),
-            "dynamics_hash": hashing.dynamics_hash(cfg), "world_size": 1, "best_value": None, "official": info}
-    payload = {"G": state["G"], "D": D.state_dict(), "G_ema": state["G_ema"], "opt_G": opt_G.state_dict(),
-               "opt_D": opt_D.state_dict(), "rng": [], "data": {"position": nimg, "seed": int(cfg.seed)},
-               "train_state": train_state}
+    meta = {
+        "nimg": nimg,
+        "kimg": nimg / 1000,
+        "config": hashing.as_dict(cfg),
+        "config_hash": hashing.config_hash(cfg),
+        "dynamics_hash": hashing.dynamics_hash(cfg),
+        "world_size": 1,
+        "best_value": None,
+        "official": info,
+    }
+    payload = {
+        "G": state["G"],
+        "D": D.state_dict(),
+        "G_ema": state["G_ema"],
+        "opt_G": opt_G.state_dict(),
+        "opt_D": opt_D.state_dict(),
+        "rng": [],
+        "data": {"position": nimg, "seed": int(cfg.seed)},
+        "train_state": train_state,
+    }
     path = ckpt.save_checkpoint(root, step=step, state=payload, meta=meta)
     return path, info

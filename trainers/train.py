@@ -27,15 +27,17 @@ import random
 import resource
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
 
+from transgan_lab.metric_registry import lower_is_better
 from transgan_lab.trainers import checkpoint as ckpt
 from transgan_lab.trainers import hashing
 from transgan_lab.trainers.ema import ema_beta, update_ema
@@ -43,13 +45,15 @@ from transgan_lab.trainers.models import attention
 
 
 class Reporter(Protocol):
-    def report(self, metrics: dict[str, float], checkpoint_dir: str | None = None, files: dict[str, str] | None = None) -> None: ...
+    def report(
+        self, metrics: dict[str, float], checkpoint_dir: str | None = None, files: dict[str, str] | None = None
+    ) -> None: ...
 
 
 class NullReporter:
     """Reporter that drops everything (metrics still go to metrics.jsonl)."""
 
-    def report(self, metrics, checkpoint_dir=None, files=None) -> None:  # noqa: D401
+    def report(self, metrics, checkpoint_dir=None, files=None) -> None:
         pass
 
 
@@ -88,9 +92,10 @@ def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
         return torch.bfloat16
     if device.type == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else None
-    fast_bf16 = getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)() or getattr(
-        torch.cpu, "_is_amx_tile_supported", lambda: False
-    )()
+    fast_bf16 = (
+        getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)()
+        or getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)()
+    )
     return torch.bfloat16 if fast_bf16 else None
 
 
@@ -111,7 +116,13 @@ def _rng_state() -> dict:
     np_state = np.random.get_state()
     state = {
         "python": [py[0], list(py[1]), py[2]],
-        "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), int(np_state[2]), int(np_state[3]), float(np_state[4])],
+        "numpy": [
+            np_state[0],
+            torch.from_numpy(np_state[1].astype(np.int64)),
+            int(np_state[2]),
+            int(np_state[3]),
+            float(np_state[4]),
+        ],
         "torch": torch.get_rng_state(),
     }
     if torch.cuda.is_available():
@@ -168,10 +179,6 @@ def _peak_mem_mb(device: torch.device) -> float:
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
-
-
-def _lower_is_better(metric: str) -> bool:
-    return not metric.endswith("is")
 
 
 def total_steps(cfg: Any) -> int:
@@ -252,8 +259,13 @@ class _Trainer:
         _seed_globals(cfg.seed)  # identical model init on every rank
         self.dataset = dataset if dataset is not None else build_dataset(cfg.data)
         self.stream = DataStream(
-            self.dataset, global_batch=opt.batch_d, seed=cfg.seed, rank=self.rank, world_size=self.world,
-            hflip=cfg.data.hflip, device=self.device,
+            self.dataset,
+            global_batch=opt.batch_d,
+            seed=cfg.seed,
+            rank=self.rank,
+            world_size=self.world,
+            hflip=cfg.data.hflip,
+            device=self.device,
         )
         G = build_generator(cfg).to(self.device)
         D = build_discriminator(cfg).to(self.device)
@@ -264,7 +276,11 @@ class _Trainer:
             set_activation_checkpointing(D)
         self.G_ema = copy.deepcopy(G).eval().requires_grad_(False)
         fused = self.device.type == "cuda"
-        adam = dict(betas=(opt.beta1, opt.beta2), fused=fused) if fused else dict(betas=(opt.beta1, opt.beta2), foreach=True)
+        adam = (
+            dict(betas=(opt.beta1, opt.beta2), fused=fused)
+            if fused
+            else dict(betas=(opt.beta1, opt.beta2), foreach=True)
+        )
         self.opt_G = torch.optim.Adam(G.parameters(), lr=opt.lr_g, **adam)
         self.opt_D = torch.optim.Adam(D.parameters(), lr=opt.lr_d, **adam)
         if self.world > 1:
@@ -283,11 +299,9 @@ class _Trainer:
         self.aug = DiffAugment(cfg.augment)
         self.state = TrainState()
         self.resumed_from: str | None = None
-        self.last_beta = float('nan')
+        self.last_beta = float("nan")
         _seed_globals(cfg.seed * 7919 + 1 + self.rank)  # per-rank augmentation randomness
-        self.grid_z = torch.randn(
-            64, _unwrap(G).latent_dim, generator=_step_generator(cfg.seed, 0, 0, 15)
-        )
+        self.grid_z = torch.randn(64, _unwrap(G).latent_dim, generator=_step_generator(cfg.seed, 0, 0, 15))
 
     # -- state ---------------------------------------------------------------------------
     def _state_dict(self) -> dict:
@@ -370,10 +384,21 @@ class _Trainer:
             dist.broadcast_object_list(obj, src=0)
         if obj[0] is None:
             return False
-        keep = (self.state.reseed, self.state.rollbacks, self.state.best_value, self.state.best_checkpoint, self.state.train_s)
+        keep = (
+            self.state.reseed,
+            self.state.rollbacks,
+            self.state.best_value,
+            self.state.best_checkpoint,
+            self.state.train_s,
+        )
         self._load_state(obj[0])
-        (self.state.reseed, self.state.rollbacks, self.state.best_value, self.state.best_checkpoint,
-         self.state.train_s) = keep
+        (
+            self.state.reseed,
+            self.state.rollbacks,
+            self.state.best_value,
+            self.state.best_checkpoint,
+            self.state.train_s,
+        ) = keep
         _seed_globals(self.cfg.seed * 7919 + 1 + self.rank + 1_000_003 * self.state.reseed)
         return True
 
@@ -383,7 +408,9 @@ class _Trainer:
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=self.amp_dtype)
 
-    def _global_draw(self, shape: tuple[int, ...], n_local: int, tag: int, k: int = 0, *, kind=torch.randn) -> torch.Tensor:
+    def _global_draw(
+        self, shape: tuple[int, ...], n_local: int, tag: int, k: int = 0, *, kind=torch.randn
+    ) -> torch.Tensor:
         """Draw for the whole global batch from a (seed, step) generator; keep this rank's rows."""
         st = self.state
         gen = _step_generator(self.cfg.seed, st.reseed, st.step * 8 + k, tag)
@@ -458,10 +485,15 @@ class _Trainer:
                     with torch.no_grad(), self._autocast():
                         fake = self.G(z_local[rows], locality_width=width)
                 sync = self.world > 1 and a < opt.accum - 1
-                with (self.D.no_sync() if sync else contextlib.nullcontext()):
+                with self.D.no_sync() if sync else contextlib.nullcontext():
                     with self._autocast():
                         loss, stats = losses.d_loss(
-                            self.D, real_local[rows], fake.float(), self.aug, cfg.loss, gp_alpha=alpha_local[rows],
+                            self.D,
+                            real_local[rows],
+                            fake.float(),
+                            self.aug,
+                            cfg.loss,
+                            gp_alpha=alpha_local[rows],
                             regularise=regularise,
                         )
                     (loss / opt.accum).backward()
@@ -475,7 +507,7 @@ class _Trainer:
         for a in range(opt.accum):
             rows = slice(a * self.g_micro, (a + 1) * self.g_micro)
             sync = self.world > 1 and a < opt.accum - 1
-            with (self.G.no_sync() if sync else contextlib.nullcontext()):
+            with self.G.no_sync() if sync else contextlib.nullcontext():
                 with self._autocast():
                     if g_pass is None:
                         real = real_local[a * self.d_micro : (a + 1) * self.d_micro]
@@ -498,8 +530,11 @@ class _Trainer:
         self.state.step += 1
         self.state.nimg += opt.n_critic * opt.batch_d
         beta = ema_beta(
-            nimg=self.state.nimg, img_per_update=opt.n_critic * opt.batch_d, ema_kimg=opt.ema_kimg,
-            rampup=opt.ema_rampup, fixed_beta=opt.ema_beta,
+            nimg=self.state.nimg,
+            img_per_update=opt.n_critic * opt.batch_d,
+            ema_kimg=opt.ema_kimg,
+            rampup=opt.ema_rampup,
+            fixed_beta=opt.ema_beta,
         )
         update_ema(self.G_ema, G_mod, beta)
         self.last_beta = beta
@@ -607,10 +642,17 @@ def train(
         metrics = dict(zip(keys, values))
         images = t.state.nimg - nimg_mark
         metrics.update(
-            step=step, g_updates=step, nimg=t.state.nimg, kimg=t.state.nimg / 1000, epoch=float(t.stream.epoch),
+            step=step,
+            g_updates=step,
+            nimg=t.state.nimg,
+            kimg=t.state.nimg / 1000,
+            epoch=float(t.stream.epoch),
             train_s=t.state.train_s,
-            ema_beta=t.last_beta, lr_g=t.opt_G.param_groups[0]["lr"], lr_d=t.opt_D.param_groups[0]["lr"],
-            img_per_s=images / max(t_train, 1e-9), sec_per_kimg=t_train / max(images / 1000, 1e-9),
+            ema_beta=t.last_beta,
+            lr_g=t.opt_G.param_groups[0]["lr"],
+            lr_d=t.opt_D.param_groups[0]["lr"],
+            img_per_s=images / max(t_train, 1e-9),
+            sec_per_kimg=t_train / max(images / 1000, 1e-9),
             rollbacks=t.state.rollbacks,
         )
         files: dict[str, str] = {}
@@ -623,7 +665,7 @@ def train(
             value = latest_eval.get(primary)
             if value is not None and math.isfinite(value):
                 better = t.state.best_value is None or (
-                    value < t.state.best_value if _lower_is_better(primary) else value > t.state.best_value
+                    value < t.state.best_value if lower_is_better(primary) else value > t.state.best_value
                 )
                 if better:
                     t.state.best_value = value
@@ -650,7 +692,9 @@ def train(
                 f"\r[{cfg.name}] {metrics['kimg']:.1f}/{cfg.train.kimg:g} kimg  {step}/{t.last_step} G updates  "
                 f"loss_d {metrics.get('loss_d', float('nan')):.3f}  loss_g {metrics.get('loss_g', float('nan')):.3f}  "
                 f"{metrics['img_per_s']:.0f} img/s",
-                end="" if step < t.last_step else "\n", file=sys.stderr, flush=True,
+                end="" if step < t.last_step else "\n",
+                file=sys.stderr,
+                flush=True,
             )
         acc, n_acc, nimg_mark, t_train = {}, 0, t.state.nimg, 0.0
 

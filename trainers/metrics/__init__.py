@@ -16,6 +16,12 @@ from .inception_score import inception_score  # noqa: E402
 from .kid import kernel_inception_distance, mmd2_unbiased  # noqa: E402
 
 __all__ = [
-    "MetricsUnavailable", "KNOWN_METRICS", "evaluate", "feature_stats", "frechet_distance",
-    "inception_score", "kernel_inception_distance", "mmd2_unbiased",
+    "MetricsUnavailable",
+    "KNOWN_METRICS",
+    "evaluate",
+    "feature_stats",
+    "frechet_distance",
+    "inception_score",
+    "kernel_inception_distance",
+    "mmd2_unbiased",
 ]

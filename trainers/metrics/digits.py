@@ -85,9 +85,11 @@ def _train(images: torch.Tensor, labels: np.ndarray) -> tuple[DigitsClassifier, 
             for _ in range(TRAIN_EPOCHS):
                 perm = torch.randperm(x_tr.shape[0], generator=g)
                 for lo in range(0, x_tr.shape[0], TRAIN_BATCH):
-                    b = perm[lo: lo + TRAIN_BATCH]
+                    b = perm[lo : lo + TRAIN_BATCH]
                     # +-1 px random shifts make the features robust to small misplacements
-                    xb = torch.roll(x_tr[b], shifts=tuple(torch.randint(-1, 2, (2,), generator=g).tolist()), dims=(2, 3))
+                    xb = torch.roll(
+                        x_tr[b], shifts=tuple(torch.randint(-1, 2, (2,), generator=g).tolist()), dims=(2, 3)
+                    )
                     loss = F.cross_entropy(net(xb)[1], y_tr[b])
                     opt.zero_grad(set_to_none=True)
                     loss.backward()
@@ -110,8 +112,13 @@ def load_or_train(
     """The classifier for these images (trained once, then cached); returns (net, record, cache_hit)."""
     grey = quantise_float(to_grey(images))
     data_sha = hashlib.sha256(grey.numpy().tobytes() + labels.tobytes()).hexdigest()
-    key = {"version": CLASSIFIER_VERSION, "data_sha256": data_sha, "seed": TRAIN_SEED, "epochs": TRAIN_EPOCHS,
-           "torch": torch.__version__.split("+")[0]}
+    key = {
+        "version": CLASSIFIER_VERSION,
+        "data_sha256": data_sha,
+        "seed": TRAIN_SEED,
+        "epochs": TRAIN_EPOCHS,
+        "torch": torch.__version__.split("+")[0],
+    }
     path = cache_dir / f"digits_classifier-{grey.shape[-1]}px-{key_digest(key)}.pt"
     net = DigitsClassifier()
     hit = path.exists()
@@ -130,8 +137,12 @@ def load_or_train(
             Path(tmp).unlink(missing_ok=True)
             raise
     net.eval().requires_grad_(False)
-    record = {"classifier": CLASSIFIER_VERSION, "classifier_sha256": state_sha256(net),
-              "classifier_holdout_accuracy": round(acc, 4), "classifier_train_data_sha256": data_sha}
+    record = {
+        "classifier": CLASSIFIER_VERSION,
+        "classifier_sha256": state_sha256(net),
+        "classifier_holdout_accuracy": round(acc, 4),
+        "classifier_train_data_sha256": data_sha,
+    }
     return net, record, hit
 
 
@@ -156,7 +167,7 @@ def digits_features(
     x = to_grey(x)
     feats, logits = [], []
     for lo in range(0, x.shape[0], batch):
-        f, lg = net(x[lo: lo + batch])
+        f, lg = net(x[lo : lo + batch])
         feats.append(f)
         logits.append(lg)
     return {"feat": torch.cat(feats).numpy(), "logits": torch.cat(logits).numpy()}

@@ -15,6 +15,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from transgan_lab import metric_registry
+
 from . import MetricsUnavailable
 from . import digits as _digits
 from . import inception as _inc
@@ -23,9 +25,9 @@ from .inception_score import inception_score
 from .kid import kernel_inception_distance
 from .sampling import LATENT_PROTOCOL, QUANTISATION, generate_range, to_uint8
 
-STANDARD = ("fid", "is", "kid")
-DIGITS = ("digits_fid", "digits_is")
-KNOWN_METRICS = STANDARD + DIGITS
+STANDARD = metric_registry.eval_metrics(metric_registry.TF_INCEPTION)  # is, fid, kid
+DIGITS = metric_registry.eval_metrics(metric_registry.DIGITS_CLASSIFIER)  # digits_is, digits_fid
+KNOWN_METRICS = metric_registry.EVAL_METRICS
 IS_SPLITS = 10
 KID_SUBSETS = 100
 KID_SUBSET_SIZE = 1000
@@ -64,7 +66,12 @@ def _versions() -> dict:
         tf_version = torch_fidelity.__version__
     except ImportError:  # pragma: no cover
         tf_version = None
-    return {"torch": torch.__version__, "torch_fidelity": tf_version, "numpy": np.__version__, "scipy": scipy.__version__}
+    return {
+        "torch": torch.__version__,
+        "torch_fidelity": tf_version,
+        "numpy": np.__version__,
+        "scipy": scipy.__version__,
+    }
 
 
 # -------------------------------------------------------------------------------- distributed
@@ -163,7 +170,8 @@ def evaluate(
                 raise MetricsUnavailable(f"digits training set has {real.shape[0]} images, expected {labels.shape[0]}")
             state["digits_real"] = real
             state["digits_net"], state["digits_record"], state["digits_cache_hit"] = _digits.load_or_train(
-                images=real, labels=labels, cache_dir=root)
+                images=real, labels=labels, cache_dir=root
+            )
 
     for turn in ((0,), tuple(range(1, world_size))):
         err = None
@@ -221,11 +229,20 @@ def evaluate(
     return result
 
 
-def _compute(cfg: Any, feats: dict, state: dict, names: list[str], *, n: int, seed: int,
-             n_real: int | None, world_size: int) -> dict[str, dict]:
+def _compute(
+    cfg: Any, feats: dict, state: dict, names: list[str], *, n: int, seed: int, n_real: int | None, world_size: int
+) -> dict[str, dict]:
     out: dict[str, dict] = {}
-    base = {"data": _data_key(cfg.data), "n_fake": n, "seed": seed, "latents": LATENT_PROTOCOL, "quantisation": QUANTISATION,
-            "stats_dtype": "float64", "features_dtype": "float32", "versions": _versions()}
+    base = {
+        "data": _data_key(cfg.data),
+        "n_fake": n,
+        "seed": seed,
+        "latents": LATENT_PROTOCOL,
+        "quantisation": QUANTISATION,
+        "stats_dtype": "float64",
+        "features_dtype": "float32",
+        "versions": _versions(),
+    }
 
     def reference(stem: str, key: dict, features_fn) -> tuple[dict, bool, int, int]:
         def compute() -> dict:
@@ -246,14 +263,21 @@ def _compute(cfg: Any, feats: dict, state: dict, names: list[str], *, n: int, se
     if any(m in STANDARD for m in names):
         wrec = state["weights_record"]
         key = {"extractor": f"torch-fidelity {_inc.EXTRACTOR_NAME}", "weights_sha256": wrec["weights_sha256"]}
-        std_proto = {**base, "extractor": f"torch-fidelity {_inc.EXTRACTOR_NAME} (TF inception-2015-12-05 port)",
-                     **wrec, "resize": _inc.RESIZE}
+        std_proto = {
+            **base,
+            "extractor": f"torch-fidelity {_inc.EXTRACTOR_NAME} (TF inception-2015-12-05 port)",
+            **wrec,
+            "resize": _inc.RESIZE,
+        }
         need_ref = any(m in ("fid", "kid") for m in names)
         if need_ref:
             ref, hit, n_used, n_total = reference(
-                f"ref-inception-{cfg.data.dataset}-{cfg.data.resolution}px", key,
-                lambda real: _inc.inception_features(to_uint8(real), state["extractor"], batch=64,
-                                                     device=next(state["extractor"].parameters()).device))
+                f"ref-inception-{cfg.data.dataset}-{cfg.data.resolution}px",
+                key,
+                lambda real: _inc.inception_features(
+                    to_uint8(real), state["extractor"], batch=64, device=next(state["extractor"].parameters()).device
+                ),
+            )
             std_proto.update({"n_real": n_used, "reference_split": split_text(n_used, n_total)})
             info = {"reference_cache_hit": hit}
         else:
@@ -261,44 +285,85 @@ def _compute(cfg: Any, feats: dict, state: dict, names: list[str], *, n: int, se
         if "fid" in names:
             mu_r, s_r = feature_stats(ref["pool"])
             mu_f, s_f = feature_stats(feats["inc_pool"])
-            out["fid"] = {"value": frechet_distance(mu_r, s_r, mu_f, s_f),
-                          "protocol": {**std_proto, "metric": "fid", "feature": _inc.FEATURE_POOL}, "info": dict(info)}
+            out["fid"] = {
+                "value": frechet_distance(mu_r, s_r, mu_f, s_f),
+                "protocol": {**std_proto, "metric": "fid", "feature": _inc.FEATURE_POOL},
+                "info": dict(info),
+            }
         if "kid" in names:
-            mean, std, size = kernel_inception_distance(ref["pool"], feats["inc_pool"], subsets=KID_SUBSETS,
-                                                        subset_size=KID_SUBSET_SIZE, seed=seed)
-            out["kid"] = {"value": mean, "protocol": {**std_proto, "metric": "kid", "feature": _inc.FEATURE_POOL,
-                                                       "kernel": "(x.y/D + 1)^3, unbiased MMD^2",
-                                                       "subsets": KID_SUBSETS, "subset_size": size},
-                          "info": {**info, "std": std}}
+            mean, std, size = kernel_inception_distance(
+                ref["pool"], feats["inc_pool"], subsets=KID_SUBSETS, subset_size=KID_SUBSET_SIZE, seed=seed
+            )
+            out["kid"] = {
+                "value": mean,
+                "protocol": {
+                    **std_proto,
+                    "metric": "kid",
+                    "feature": _inc.FEATURE_POOL,
+                    "kernel": "(x.y/D + 1)^3, unbiased MMD^2",
+                    "subsets": KID_SUBSETS,
+                    "subset_size": size,
+                },
+                "info": {**info, "std": std},
+            }
         if "is" in names:
             mean, std = inception_score(feats["inc_logits"], splits=IS_SPLITS)
             proto = {k: v for k, v in std_proto.items() if k not in ("n_real", "reference_split")}
-            out["is"] = {"value": mean, "protocol": {**proto, "metric": "is", "feature": _inc.FEATURE_LOGITS,
-                                                      "splits": IS_SPLITS, "split_order": "contiguous"},
-                         "info": {"std": std}}
+            out["is"] = {
+                "value": mean,
+                "protocol": {
+                    **proto,
+                    "metric": "is",
+                    "feature": _inc.FEATURE_LOGITS,
+                    "splits": IS_SPLITS,
+                    "split_order": "contiguous",
+                },
+                "info": {"std": std},
+            }
 
     if any(m in DIGITS for m in names):
         drec = state["digits_record"]
-        dig_proto = {**base, "extractor": drec["classifier"], **drec, "resize": "none (classifier runs at data resolution)",
-                     "channels": "grey (RGB -> channel mean)"}
+        dig_proto = {
+            **base,
+            "extractor": drec["classifier"],
+            **drec,
+            "resize": "none (classifier runs at data resolution)",
+            "channels": "grey (RGB -> channel mean)",
+        }
         info = {"classifier_cache_hit": state["digits_cache_hit"]}
         if "digits_fid" in names:
             key = {"extractor": drec["classifier"], "weights_sha256": drec["classifier_sha256"]}
             ref, hit, n_used, n_total = reference(
-                f"ref-digits-{cfg.data.resolution}px", key,
-                lambda real: {"feat": _digits.digits_features(real, state["digits_net"])["feat"]})
+                f"ref-digits-{cfg.data.resolution}px",
+                key,
+                lambda real: {"feat": _digits.digits_features(real, state["digits_net"])["feat"]},
+            )
             mu_r, s_r = feature_stats(ref["feat"])
             mu_f, s_f = feature_stats(feats["dig_feat"])
             out["digits_fid"] = {
                 "value": frechet_distance(mu_r, s_r, mu_f, s_f),
-                "protocol": {**dig_proto, "metric": "digits_fid", "feature": "penultimate (64-d)", "n_real": n_used,
-                             "reference_split": split_text(n_used, n_total)},
-                "info": {**info, "reference_cache_hit": hit}}
+                "protocol": {
+                    **dig_proto,
+                    "metric": "digits_fid",
+                    "feature": "penultimate (64-d)",
+                    "n_real": n_used,
+                    "reference_split": split_text(n_used, n_total),
+                },
+                "info": {**info, "reference_cache_hit": hit},
+            }
         if "digits_is" in names:
             mean, std = inception_score(feats["dig_logits"], splits=IS_SPLITS)
-            out["digits_is"] = {"value": mean, "protocol": {**dig_proto, "metric": "digits_is", "feature": "logits (10)",
-                                                             "splits": IS_SPLITS, "split_order": "contiguous"},
-                                "info": {**info, "std": std}}
+            out["digits_is"] = {
+                "value": mean,
+                "protocol": {
+                    **dig_proto,
+                    "metric": "digits_is",
+                    "feature": "logits (10)",
+                    "splits": IS_SPLITS,
+                    "split_order": "contiguous",
+                },
+                "info": {**info, "std": std},
+            }
     for name in out:
         out[name]["info"]["world_size"] = world_size
     return {m: out[m] for m in names}

@@ -56,8 +56,10 @@ def frechet_distance(
         lam = scipy.linalg.eigvalsh((inner + inner.T) / 2)
         scale = max(float(np.max(np.abs(lam))), 1e-300)
         if lam.min() < -1e-6 * scale or lam1.min() < -1e-6 * max(float(np.max(np.abs(lam1))), 1e-300):
-            raise ValueError("frechet_distance: a covariance is not positive semi-definite (negative eigenvalues); "
-                             "pass covariances of real feature sets")
+            raise ValueError(
+                "frechet_distance: a covariance is not positive semi-definite (negative eigenvalues); "
+                "pass covariances of real feature sets"
+            )
         tr_covmean = float(np.sqrt(np.clip(lam, 0, None)).sum())
         return float(diff.dot(diff) + np.trace(sigma1) + np.trace(sigma2) - 2.0 * tr_covmean)
     if method != "sqrtm":

@@ -14,8 +14,9 @@ import os
 import re
 import tempfile
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -146,8 +147,12 @@ def weights_record(path: Path) -> dict:
             f"'{name}'; the protocol records weights_match_expected=false, so these numbers never merge "
             "with standard ones"
         )
-    return {"weights_file": path.name, "weights_sha256": sha, "weights_expected_sha256_prefix": sha_prefix,
-            "weights_match_expected": match}
+    return {
+        "weights_file": path.name,
+        "weights_sha256": sha,
+        "weights_expected_sha256_prefix": sha_prefix,
+        "weights_match_expected": match,
+    }
 
 
 # ------------------------------------------------------------------------------- extractor
@@ -184,12 +189,14 @@ def inception_features(
 ) -> dict[str, np.ndarray]:
     """{'pool': (N, 2048) float32, 'logits': (N, 1008) float32} for uint8 images."""
     if images.dtype != torch.uint8 or images.dim() != 4 or images.shape[1] not in (1, 3):
-        raise ValueError(f"inception_features needs (N, 1|3, H, W) uint8 images, got {tuple(images.shape)} {images.dtype}")
+        raise ValueError(
+            f"inception_features needs (N, 1|3, H, W) uint8 images, got {tuple(images.shape)} {images.dtype}"
+        )
     if images.shape[0] == 0:
         return {"pool": np.zeros((0, 2048), np.float32), "logits": np.zeros((0, 1008), np.float32)}
     pools, logits = [], []
     for lo in range(0, images.shape[0], batch):
-        x = images[lo: lo + batch].to(device)
+        x = images[lo : lo + batch].to(device)
         if x.shape[1] == 1:
             x = x.expand(-1, 3, -1, -1)  # grey -> RGB by replication
         pool, logit = extractor(x.contiguous())

@@ -21,7 +21,9 @@ def inception_score(
         raise ValueError(f"inception_score needs (N, K) logits, got shape {x.shape}")
     n = x.shape[0]
     if splits < 1 or n < splits:
-        raise ValueError(f"inception_score: {n} samples cannot be cut into {splits} splits; give at least {splits} samples")
+        raise ValueError(
+            f"inception_score: {n} samples cannot be cut into {splits} splits; give at least {splits} samples"
+        )
     x = x - x.max(axis=1, keepdims=True)
     log_p = x - np.log(np.exp(x).sum(axis=1, keepdims=True))  # log softmax, (N, K)
     p = np.exp(log_p)

@@ -43,7 +43,9 @@ def kernel_inception_distance(
     xf = np.asarray(features_fake, dtype=np.float64)
     size = min(subset_size, xr.shape[0], xf.shape[0])
     if size < 2:
-        raise ValueError(f"kernel_inception_distance needs at least 2 samples per set, got {xr.shape[0]} and {xf.shape[0]}")
+        raise ValueError(
+            f"kernel_inception_distance needs at least 2 samples per set, got {xr.shape[0]} and {xf.shape[0]}"
+        )
     rng = np.random.default_rng(seed)
     values = []
     for _ in range(subsets):

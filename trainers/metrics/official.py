@@ -61,29 +61,47 @@ class OfficialProtocol:
 
 PROTOCOLS: dict[str, OfficialProtocol] = {
     "cifar10-v2": OfficialProtocol(
-        name=_V2, n_fake=50_000, stats_file="fid_stats_cifar10_train.npz",
-        stats_source=f"{_TTUR}, CIFAR-10 train split (50k)", quantisation=QUANTISATION,
+        name=_V2,
+        n_fake=50_000,
+        stats_file="fid_stats_cifar10_train.npz",
+        stats_source=f"{_TTUR}, CIFAR-10 train split (50k)",
+        quantisation=QUANTISATION,
         fid_sqrt="scipy.linalg.sqrtm (TTUR calculate_frechet_distance)",
         is_protocol="improved-GAN IS, 10 splits over the uint8 samples (commented out in test.py)",
         latents="np.random.normal, unseeded (not reproducible)",
-        deviations=("extractor: torch-fidelity's TF1-exact port of the TF graph (no TensorFlow here)",
-                    f"latents: {LATENT_PROTOCOL} (same distribution, reproducible)")),
+        deviations=(
+            "extractor: torch-fidelity's TF1-exact port of the TF graph (no TensorFlow here)",
+            f"latents: {LATENT_PROTOCOL} (same distribution, reproducible)",
+        ),
+    ),
     "cifar10-xl": OfficialProtocol(
-        name=_V1, n_fake=20_000, stats_file="fid_stats_cifar10_train.npz",
-        stats_source=f"{_TTUR}, CIFAR-10 train split (50k)", quantisation="none: (x+1)/2 floats",
-        fid_sqrt="Newton-Schulz, 50 iterations, float32", is_protocol="not computed by the v1 code (10 splits here)",
-        latents="np.random.normal, unseeded", deviations=_V1_DEVIATIONS),
+        name=_V1,
+        n_fake=20_000,
+        stats_file="fid_stats_cifar10_train.npz",
+        stats_source=f"{_TTUR}, CIFAR-10 train split (50k)",
+        quantisation="none: (x+1)/2 floats",
+        fid_sqrt="Newton-Schulz, 50 iterations, float32",
+        is_protocol="not computed by the v1 code (10 splits here)",
+        latents="np.random.normal, unseeded",
+        deviations=_V1_DEVIATIONS,
+    ),
     "stl10-xl": OfficialProtocol(
-        name=_V1, n_fake=20_000, stats_file="stl10_train_unlabeled_fid_stats_48.npz",
-        stats_source=f"{_TTUR}, STL-10 train+unlabeled at 48x48", quantisation="none: (x+1)/2 floats",
-        fid_sqrt="Newton-Schulz, 50 iterations, float32", is_protocol="not computed by the v1 code (10 splits here)",
-        latents="np.random.normal, unseeded", deviations=_V1_DEVIATIONS),
+        name=_V1,
+        n_fake=20_000,
+        stats_file="stl10_train_unlabeled_fid_stats_48.npz",
+        stats_source=f"{_TTUR}, STL-10 train+unlabeled at 48x48",
+        quantisation="none: (x+1)/2 floats",
+        fid_sqrt="Newton-Schulz, 50 iterations, float32",
+        is_protocol="not computed by the v1 code (10 splits here)",
+        latents="np.random.normal, unseeded",
+        deviations=_V1_DEVIATIONS,
+    ),
 }
 # Presets with an official model but no usable official protocol, and why.
 NO_PROTOCOL = {
     "celeba64-xl": "the official CelebA-64 test script passes --dataset stl10, so it compares 64x64 CelebA samples "
-                   "with the STL-10 48x48 statistics; that number measures nothing, so there is no official protocol "
-                   "to reproduce (use ours)",
+    "with the STL-10 48x48 statistics; that number measures nothing, so there is no official protocol "
+    "to reproduce (use ours)",
 }
 
 
@@ -92,8 +110,10 @@ def protocol_for(preset: str | None) -> OfficialProtocol:
         return PROTOCOLS[preset]
     if preset in NO_PROTOCOL:
         raise MetricsUnavailable(f"no official evaluation protocol for {preset}: {NO_PROTOCOL[preset]}")
-    raise MetricsUnavailable(f"preset {preset!r} has no official TransGAN counterpart, so there is no official "
-                             f"protocol; presets with one: {', '.join(sorted(PROTOCOLS))}")
+    raise MetricsUnavailable(
+        f"preset {preset!r} has no official TransGAN counterpart, so there is no official "
+        f"protocol; presets with one: {', '.join(sorted(PROTOCOLS))}"
+    )
 
 
 def default_stats_path(cfg: Any, protocol: OfficialProtocol) -> Path:
@@ -114,11 +134,15 @@ def load_official_stats(path: Path, protocol: OfficialProtocol) -> tuple[np.ndar
         with np.load(path, allow_pickle=False) as z:
             mu, sigma = np.asarray(z["mu"], np.float64), np.asarray(z["sigma"], np.float64)
     except (KeyError, ValueError, OSError) as exc:
-        raise MetricsUnavailable(f"{path} is not a statistics file with arrays 'mu' and 'sigma' ({exc}); "
-                                 f"use the official fid_stat/{protocol.stats_file}") from None
+        raise MetricsUnavailable(
+            f"{path} is not a statistics file with arrays 'mu' and 'sigma' ({exc}); "
+            f"use the official fid_stat/{protocol.stats_file}"
+        ) from None
     if mu.shape != (2048,) or sigma.shape != (2048, 2048):
-        raise MetricsUnavailable(f"{path}: 'mu' {mu.shape} and 'sigma' {sigma.shape} are not pool_3 statistics "
-                                 "((2048,) and (2048, 2048)); use the official file")
+        raise MetricsUnavailable(
+            f"{path}: 'mu' {mu.shape} and 'sigma' {sigma.shape} are not pool_3 statistics "
+            "((2048,) and (2048, 2048)); use the official file"
+        )
     sha = hashlib.sha256(path.read_bytes()).hexdigest()
     return mu, sigma, {"stats_file": path.name, "stats_sha256": sha}
 
@@ -137,7 +161,9 @@ def evaluate_official(
     """{"fid"|"is": {"value", "protocol", "info"}} under the official protocol, single process."""
     bad = [m for m in metrics if m not in OFFICIAL_METRICS]
     if bad or not metrics:
-        raise MetricsUnavailable(f"the official protocol defines {', '.join(OFFICIAL_METRICS)} only, not {bad or metrics}")
+        raise MetricsUnavailable(
+            f"the official protocol defines {', '.join(OFFICIAL_METRICS)} only, not {bad or metrics}"
+        )
     n = int(n_fake if n_fake is not None else protocol.n_fake)
     if n < 10:
         raise MetricsUnavailable(f"the official protocol needs at least 10 samples (10 IS splits), got {n}")
@@ -158,17 +184,30 @@ def evaluate_official(
     deviations = list(protocol.deviations)
     if n != protocol.n_fake:
         deviations.append(f"n_fake {n} instead of the official {protocol.n_fake}")
-    proto = {"protocol": "official", **asdict(protocol), "deviations": deviations, "n_fake": n, "seed": seed,
-             "extractor": f"torch-fidelity {_inc.EXTRACTOR_NAME} (TF inception-2015-12-05 port)",
-             **_inc.weights_record(weights), "resize": _inc.RESIZE}
+    proto = {
+        "protocol": "official",
+        **asdict(protocol),
+        "deviations": deviations,
+        "n_fake": n,
+        "seed": seed,
+        "extractor": f"torch-fidelity {_inc.EXTRACTOR_NAME} (TF inception-2015-12-05 port)",
+        **_inc.weights_record(weights),
+        "resize": _inc.RESIZE,
+    }
     out: dict[str, dict] = {}
     if "fid" in metrics:
         mu_f, s_f = feature_stats(np.concatenate(pools))
         value = frechet_distance(mu_r, sigma_r, mu_f, s_f, method="sqrtm")
-        out["fid"] = {"value": value, "protocol": {**proto, "metric": "fid", "feature": _inc.FEATURE_POOL, **record},
-                      "info": {}}
+        out["fid"] = {
+            "value": value,
+            "protocol": {**proto, "metric": "fid", "feature": _inc.FEATURE_POOL, **record},
+            "info": {},
+        }
     if "is" in metrics:
         mean, std = inception_score(np.concatenate(logits), splits=10)
-        out["is"] = {"value": mean, "protocol": {**proto, "metric": "is", "feature": _inc.FEATURE_LOGITS, "splits": 10},
-                     "info": {"std": std}}
+        out["is"] = {
+            "value": mean,
+            "protocol": {**proto, "metric": "is", "feature": _inc.FEATURE_LOGITS, "splits": 10},
+            "info": {"std": std},
+        }
     return out

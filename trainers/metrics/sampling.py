@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -22,7 +22,9 @@ LATENT_PROTOCOL = f"z_i ~ N(0, I) from torch.Generator seeded by (seed, i // {LA
 
 def _chunk_seed(seed: int, chunk: int) -> int:
     # SeedSequence mixes (seed, chunk) into a well-spread 63-bit generator seed.
-    return int(np.random.SeedSequence([int(seed) & 0xFFFFFFFF, int(chunk)]).generate_state(2, np.uint64)[0] >> np.uint64(1))
+    return int(
+        np.random.SeedSequence([int(seed) & 0xFFFFFFFF, int(chunk)]).generate_state(2, np.uint64)[0] >> np.uint64(1)
+    )
 
 
 def latents_range(start: int, stop: int, latent_dim: int, seed: int) -> torch.Tensor:
@@ -195,6 +197,15 @@ def write_samples(
 
 
 __all__: Sequence[str] = [
-    "LATENT_CHUNK", "latents", "latents_range", "to_uint8", "generate", "generate_range",
-    "save_png", "make_grid", "save_grid", "interpolate", "write_samples",
+    "LATENT_CHUNK",
+    "latents",
+    "latents_range",
+    "to_uint8",
+    "generate",
+    "generate_range",
+    "save_png",
+    "make_grid",
+    "save_grid",
+    "interpolate",
+    "write_samples",
 ]

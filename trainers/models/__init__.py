@@ -41,4 +41,11 @@ def build_discriminator(cfg) -> nn.Module:
     raise ValueError(f"unknown model.d.arch {arch!r}; use 'vit', 'multiscale' or 'conv'")
 
 
-__all__ = ["build_generator", "build_discriminator", "locality_width", "math_sdpa", "sdpa", "set_activation_checkpointing"]
+__all__ = [
+    "build_generator",
+    "build_discriminator",
+    "locality_width",
+    "math_sdpa",
+    "sdpa",
+    "set_activation_checkpointing",
+]

@@ -12,7 +12,6 @@ that, so :func:`math_sdpa` forces it for that pass.
 from __future__ import annotations
 
 import math
-from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -20,7 +19,7 @@ from torch import nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 
-def sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, attn_bias: Optional[torch.Tensor]) -> torch.Tensor:
+def sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, attn_bias: torch.Tensor | None) -> torch.Tensor:
     """softmax(q k^T / sqrt(d) + attn_bias) v; q/k/v (B, heads, N, d), attn_bias broadcastable to (B, heads, N, M)."""
     if attn_bias is not None and attn_bias.dtype != q.dtype:
         attn_bias = attn_bias.to(q.dtype)
@@ -133,7 +132,7 @@ class Attention(nn.Module):
         *,
         dim: int,  # token width
         heads: int,  # attention heads; dim must be divisible by it
-        rel_pos_window: Optional[int] = None,  # grid side of the relative bias; None = no bias
+        rel_pos_window: int | None = None,  # grid side of the relative bias; None = no bias
         prefix_tokens: int = 0,  # tokens before the grid ([cls]) that get zero relative bias
         noise_injection: bool = False,  # StyleGAN-like per-token noise before qkv
     ):
@@ -152,7 +151,7 @@ class Attention(nn.Module):
         )
         self.noise_strength = nn.Parameter(torch.zeros(())) if noise_injection else None
 
-    def forward(self, x: torch.Tensor, mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         # x: (B, N, C); mask: additive float, broadcastable to (B, heads, N, N), -inf where masked
         B, N, C = x.shape
         if self.noise_strength is not None:
@@ -198,7 +197,7 @@ class CrossAttention(nn.Module):
         return self.proj(out.transpose(1, 2).reshape(B, N, C))
 
 
-def naive_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, attn_bias: Optional[torch.Tensor]) -> torch.Tensor:
+def naive_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, attn_bias: torch.Tensor | None) -> torch.Tensor:
     """Reference softmax(q k^T / sqrt(d) + bias) v with materialised logits (tests, benchmark baselines)."""
     logits = (q @ k.transpose(-2, -1)) / math.sqrt(q.shape[-1])
     if attn_bias is not None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-from typing import Optional
 
 import torch
 from torch import nn
@@ -90,12 +89,12 @@ class Block(nn.Module):
         mlp_ratio: float,  # MLP hidden width / dim
         norm: str,  # "ln" | "pn"
         act: str,  # "gelu" | "leakyrelu"
-        side: Optional[int] = None,  # token grid side (needed for windows and the relative bias)
-        window: Optional[int] = None,  # window side for grid attention; None = global attention
+        side: int | None = None,  # token grid side (needed for windows and the relative bias)
+        window: int | None = None,  # window side for grid attention; None = global attention
         rel_pos_bias: bool = False,  # learned relative-position bias over the attended grid
         prefix_tokens: int = 0,  # tokens before the grid ([cls]) with zero relative bias
         noise_injection: bool = False,  # per-token noise before qkv
-        context_dim: Optional[int] = None,  # latent-token width for self-modulation; None = off
+        context_dim: int | None = None,  # latent-token width for self-modulation; None = off
     ):
         super().__init__()
         if window is not None and (side is None or side % window):
@@ -124,8 +123,8 @@ class Block(nn.Module):
     def forward(
         self,
         x: torch.Tensor,  # (B, N, C)
-        mask: Optional[torch.Tensor] = None,  # additive mask over the attended tokens (window-local with windows)
-        context: Optional[torch.Tensor] = None,  # (B, T, Cc) latent tokens for self-modulation
+        mask: torch.Tensor | None = None,  # additive mask over the attended tokens (window-local with windows)
+        context: torch.Tensor | None = None,  # (B, T, Cc) latent tokens for self-modulation
     ) -> torch.Tensor:
         if self.recompute and torch.is_grad_enabled():
             if math_sdpa_active():  # only eager passes get here (torch.compile takes no custom context_fn)
@@ -133,7 +132,7 @@ class Block(nn.Module):
             return checkpoint(self._forward, x, mask, context, use_reentrant=False)
         return self._forward(x, mask, context)
 
-    def _forward(self, x: torch.Tensor, mask: Optional[torch.Tensor], context: Optional[torch.Tensor]) -> torch.Tensor:
+    def _forward(self, x: torch.Tensor, mask: torch.Tensor | None, context: torch.Tensor | None) -> torch.Tensor:
         if self.cross is not None:
             x = x + self.cross(x, context)
         h = self.norm1(x)

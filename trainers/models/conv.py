@@ -9,8 +9,6 @@ D: [conv3-ReLU-conv3-avgpool + avgpool-conv1] (optimized first block) -> residua
 
 from __future__ import annotations
 
-from typing import Optional
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -28,7 +26,7 @@ def _up_blocks(resolution: int) -> tuple[int, int]:
     """(start side, number of x2 upsampling blocks): 32 -> (4, 3), 48 -> (6, 3), 64 -> (8, 3), 16 -> (4, 2)."""
     n_up = 3 if resolution >= 32 else 2
     if resolution % 2**n_up:
-        raise ValueError(f"conv baseline: data.resolution={resolution} must be divisible by {2 ** n_up}")
+        raise ValueError(f"conv baseline: data.resolution={resolution} must be divisible by {2**n_up}")
     return resolution // 2**n_up, n_up
 
 
@@ -66,7 +64,7 @@ class ConvGenerator(nn.Module):
         self.out = nn.Conv2d(ch, channels, 3, padding=1)
         self.apply(_xavier)
 
-    def forward(self, z: torch.Tensor, *, locality_width: Optional[int] = None) -> torch.Tensor:
+    def forward(self, z: torch.Tensor, *, locality_width: int | None = None) -> torch.Tensor:
         # locality_width: accepted for the common G interface; the conv baseline has no attention
         x = self.l1(z).reshape(z.shape[0], self.ch, self.start, self.start)  # (B, ch, s0, s0)
         x = self.blocks(x)
@@ -110,7 +108,7 @@ class ConvDiscriminator(nn.Module):
         super().__init__()
         n_down = 2 if resolution <= 32 else 3
         if resolution % 2**n_down:
-            raise ValueError(f"conv baseline D: data.resolution={resolution} must be divisible by {2 ** n_down}")
+            raise ValueError(f"conv baseline D: data.resolution={resolution} must be divisible by {2**n_down}")
         blocks = [DisBlock(in_ch=channels, out_ch=ch, down=True, first=True)]
         blocks += [DisBlock(in_ch=ch, out_ch=ch, down=True) for _ in range(n_down - 1)]
         blocks += [DisBlock(in_ch=ch, out_ch=ch, down=False) for _ in range(2)]
@@ -129,7 +127,10 @@ class ConvDiscriminator(nn.Module):
 
 def build_conv_generator(cfg) -> ConvGenerator:
     return ConvGenerator(
-        latent_dim=cfg.model.g.latent_dim, resolution=cfg.data.resolution, channels=cfg.data.channels, ch=cfg.model.g.conv_ch
+        latent_dim=cfg.model.g.latent_dim,
+        resolution=cfg.data.resolution,
+        channels=cfg.data.channels,
+        ch=cfg.model.g.conv_ch,
     )
 
 

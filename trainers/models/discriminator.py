@@ -107,7 +107,9 @@ class MultiScaleDiscriminator(nn.Module):
     ):
         super().__init__()
         if resolution % (2 * patch_size):
-            raise ValueError(f"model.d.patch_size={patch_size}: data.resolution={resolution} must divide by {2 * patch_size}")
+            raise ValueError(
+                f"model.d.patch_size={patch_size}: data.resolution={resolution} must divide by {2 * patch_size}"
+            )
         if embed_dim % 4:
             raise ValueError(f"model.d.embed_dim={embed_dim} must be a multiple of 4 (split 3/4 + 1/4)")
         fine, coarse = embed_dim * 3 // 4, embed_dim // 4

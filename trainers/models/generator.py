@@ -8,8 +8,6 @@ latent z -> Linear -> bottom x bottom tokens of width C (+ pos-embed) -> stage 0
 
 from __future__ import annotations
 
-from typing import Optional
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -45,7 +43,7 @@ class TransGANGenerator(nn.Module):
         noise_injection: bool = False,  # per-token noise before qkv
         self_modulation: bool = False,  # cross-attention to latent tokens at the start of every block
         modulation_tokens: int = 16,  # number of latent tokens for self-modulation
-        locality_kind: Optional[str] = None,  # "band1d" | "box2d" for the locality mask; None = never masked
+        locality_kind: str | None = None,  # "band1d" | "box2d" for the locality mask; None = never masked
         locality_blocks: int = 1,  # masked blocks at the end of the last stage
         mtct: bool = False,  # build the super-resolution input path (MT-CT)
         out_act: str = "none",  # "none" (official) | "tanh": activation on the output pixels
@@ -81,7 +79,7 @@ class TransGANGenerator(nn.Module):
 
         self.pos_embed = nn.ParameterList()
         self.stages = nn.ModuleList()
-        self.windows: list[Optional[int]] = []
+        self.windows: list[int | None] = []
         self.masked: list[list[bool]] = []
         for i, (side, width, depth) in enumerate(zip(self.sides, self.widths, depths)):
             pe = nn.Parameter(torch.zeros(1, side * side, width))
@@ -132,7 +130,7 @@ class TransGANGenerator(nn.Module):
             self._mask_cache[key] = mask
         return mask
 
-    def _latent_tokens(self, z: torch.Tensor) -> Optional[torch.Tensor]:
+    def _latent_tokens(self, z: torch.Tensor) -> torch.Tensor | None:
         if self.mod_l1 is None:
             return None
         return self.mod_l1(z).reshape(z.shape[0], self.modulation_tokens, self.embed_dim) + self.mod_pos
@@ -148,10 +146,10 @@ class TransGANGenerator(nn.Module):
 
     def forward(
         self,
-        z: Optional[torch.Tensor],  # (B, latent_dim); None when only lr_images is given
+        z: torch.Tensor | None,  # (B, latent_dim); None when only lr_images is given
         *,
-        locality_width: Optional[int] = None,  # half-width of the locality mask; None = no mask
-        lr_images: Optional[torch.Tensor] = None,  # (B', channels, bottom, bottom): MT-CT input
+        locality_width: int | None = None,  # half-width of the locality mask; None = no mask
+        lr_images: torch.Tensor | None = None,  # (B', channels, bottom, bottom): MT-CT input
     ):
         """z -> images; lr_images -> super-resolved images; both -> (images, sr_images) from ONE batched
         pass (every parameter used once per forward, which DistributedDataParallel needs)."""
@@ -190,7 +188,7 @@ class TransGANGenerator(nn.Module):
             return out[: z.shape[0]], out[z.shape[0] :]
         return out
 
-    def super_resolve(self, lr_images: torch.Tensor, *, locality_width: Optional[int] = None) -> torch.Tensor:
+    def super_resolve(self, lr_images: torch.Tensor, *, locality_width: int | None = None) -> torch.Tensor:
         """MT-CT: (B, channels, bottom, bottom) low-resolution real images -> (B, channels, H, W)."""
         return self.forward(None, locality_width=locality_width, lr_images=lr_images)
 

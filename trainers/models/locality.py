@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Optional
 
-
-def locality_width(loc_cfg, epoch: int) -> Optional[int]:
+def locality_width(loc_cfg, epoch: int) -> int | None:
     """Half-width of the locality mask at ``epoch`` (one pass over the D data), or None for no mask.
 
     loc_cfg: ``cfg.model.g.locality`` (enabled, schedule [[start_epoch, width], ...], off_epoch).

@@ -1,9 +1,8 @@
-"""The one typed experiment config (pydantic v2).
+"""The experiment config schema (pydantic v2): every section, its fields, and the cross-field checks.
 
 A config is a complete experiment: data, models, loss, augmentation, optimisation, schedule,
-evaluation, resources and tracking. Presets are YAML files in ``experiments/configs/``
-(shipped as ``transgan_lab.presets``); a YAML file may name a ``base`` preset and override it.
-Unknown keys are rejected and cross-field checks say which field is wrong and how to fix it.
+evaluation, resources and tracking. Unknown keys are rejected and cross-field checks say which
+field is wrong and how to fix it.
 
 ``trainers`` never imports this module: it reads the same attributes from whatever object it is
 handed, so it stays importable with torch alone.
@@ -11,15 +10,11 @@ handed, so it stays importable with torch alone.
 
 from __future__ import annotations
 
-import copy
-from importlib import resources
-from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from transgan_lab.trainers import hashing as _hashing
+from transgan_lab import metric_registry
 
 
 class ConfigError(ValueError):
@@ -35,7 +30,7 @@ class _Section(BaseModel):
 
 class DataConfig(_Section):
     dataset: Literal["digits", "cifar10", "stl10", "celeba", "folder"] = "digits"
-    root: Optional[str] = None  # local folder of the dataset (not needed for digits)
+    root: str | None = None  # local folder of the dataset (not needed for digits)
     resolution: int = Field(16, ge=8, le=1024)  # square side in pixels
     channels: Literal[1, 3] = 3  # 1 = greyscale, 3 = RGB
     hflip: bool = False  # random horizontal flip (the paper's photos; never for digits)
@@ -58,7 +53,7 @@ class LocalityConfig(_Section):
     last_blocks: int = Field(1, ge=1)  # masked blocks at the end of the last stage
 
     @model_validator(mode="after")
-    def _check(self) -> "LocalityConfig":
+    def _check(self) -> LocalityConfig:
         epochs = [e for e, _ in self.schedule]
         if self.enabled and not self.schedule:
             raise ValueError("model.g.locality.schedule is empty: give [[epoch, width], ...] or set enabled: false")
@@ -159,8 +154,8 @@ class OptimConfig(_Section):
     batch_g: int = Field(128, ge=1)  # GLOBAL latent batch of one G step
     accum: int = Field(1, ge=1)  # micro-batches per step on each worker
     ema_kimg: float = Field(500.0, gt=0)  # EMA half-life in thousands of images
-    ema_rampup: Optional[float] = Field(0.1, ge=0)  # half-life <= rampup * images seen; None = off
-    ema_beta: Optional[float] = Field(None, ge=0, lt=1)  # fixed beta per G step (overrides kimg)
+    ema_rampup: float | None = Field(0.1, ge=0)  # half-life <= rampup * images seen; None = off
+    ema_beta: float | None = Field(None, ge=0, lt=1)  # fixed beta per G step (overrides kimg)
     # The G update's samples (detached) also serve the last D update of the step: one generator
     # pass less per step (a recipe change; the official code draws fresh latents for each).
     share_fakes: bool = False
@@ -187,21 +182,23 @@ class TrainConfig(_Section):
 
 class EvalConfig(_Section):
     metrics: list[str] = ["digits_fid", "digits_is"]
-    primary: str = "digits_fid"  # lower is better for *fid/*kid, higher for *is
+    primary: str = "digits_fid"  # checkpoint score and sweep metric (its direction: metric_registry)
     n_fake: int = Field(50_000, ge=2)
     batch: int = Field(250, ge=1)
     seed: int = 0
-    inception_weights: Optional[str] = None  # path to the TF-Inception port weights file
-    cache_dir: Optional[str] = None  # reference statistics cache; default ~/.cache/transgan_lab
+    inception_weights: str | None = None  # path to the TF-Inception port weights file
+    cache_dir: str | None = None  # reference statistics cache; default ~/.cache/transgan_lab
 
     @model_validator(mode="after")
-    def _check(self) -> "EvalConfig":
-        known = {"fid", "is", "kid", "digits_fid", "digits_is"}
+    def _check(self) -> EvalConfig:
+        known = metric_registry.EVAL_METRICS
         bad = [m for m in self.metrics if m not in known]
         if bad:
             raise ValueError(f"eval.metrics: unknown metric(s) {bad}; choose from {sorted(known)}")
         if self.primary not in self.metrics:
-            raise ValueError(f"eval.primary={self.primary!r} is not in eval.metrics {self.metrics}; add it or pick one of them")
+            raise ValueError(
+                f"eval.primary={self.primary!r} is not in eval.metrics {self.metrics}; add it or pick one of them"
+            )
         return self
 
 
@@ -211,7 +208,7 @@ class ResourcesConfig(_Section):
     cpus_per_worker: float = Field(1, gt=0)
 
     @model_validator(mode="after")
-    def _check(self) -> "ResourcesConfig":
+    def _check(self) -> ResourcesConfig:
         if self.workers > 1 and 0 < self.gpus_per_worker < 1:
             raise ValueError(
                 "resources.gpus_per_worker must be a whole number when resources.workers > 1 "
@@ -221,13 +218,13 @@ class ResourcesConfig(_Section):
 
 
 class TrackingConfig(_Section):
-    uri: Optional[str] = None  # MLflow tracking URI; default sqlite:///<out>/mlflow.db
+    uri: str | None = None  # MLflow tracking URI; default sqlite:///<out>/mlflow.db
     experiment: str = "transgan-lab"
-    storage_path: Optional[str] = None  # Ray Train/Tune storage; local dir, s3://, gs://
+    storage_path: str | None = None  # Ray Train/Tune storage; local dir, s3://, gs://
 
 
 class SweepConfig(_Section):
-    space: str = "digits"  # search space module in experiments/search_spaces.py
+    space: str = "digits"  # search space name in platform/sweep/spaces.py
     num_samples: int = Field(6, ge=1)
     max_concurrent: int = Field(0, ge=0)  # 0 = derived from the resources
     seed: int = 0
@@ -254,20 +251,11 @@ class ExperimentConfig(_Section):
     sweep: SweepConfig = SweepConfig()
 
     @model_validator(mode="after")
-    def _cross_checks(self) -> "ExperimentConfig":
+    def _cross_checks(self) -> ExperimentConfig:
         errors = cross_field_errors(self)
         if errors:
             raise ValueError("; ".join(errors))
         return self
-
-    # -- convenience -----------------------------------------------------------------------
-    def stage_resolutions(self) -> list[int]:
-        g = self.model.g
-        return [g.bottom * 2**i for i in range(len(g.depths))]
-
-    def stage_widths(self) -> list[int]:
-        g = self.model.g
-        return [g.embed_dim // 4**i for i in range(len(g.depths))]
 
 
 def cross_field_errors(cfg: ExperimentConfig) -> list[str]:
@@ -310,7 +298,7 @@ def cross_field_errors(cfg: ExperimentConfig) -> list[str]:
                 f"{step}; pick a patch size that divides the image"
             )
         if d.arch == "multiscale":
-            if d.embed_dim % 4 or (d.embed_dim * 3 // 4) % d.heads or (d.embed_dim // 4) % 1:
+            if d.embed_dim % 4 or (d.embed_dim * 3 // 4) % d.heads:
                 err.append(
                     f"model.d.embed_dim={d.embed_dim}: the multiscale D splits it 3/4 + 1/4; use a multiple "
                     f"of 4 whose 3/4 is divisible by model.d.heads={d.heads}"
@@ -339,172 +327,13 @@ def cross_field_errors(cfg: ExperimentConfig) -> list[str]:
         err.append("model.mtct.enabled needs model.g.arch=transgan (the conv baseline has no SR path)")
     if g.locality.enabled and g.arch != "transgan":
         err.append("model.g.locality.enabled needs model.g.arch=transgan")
-    if any(m in ("fid", "is", "kid") for m in cfg.eval.metrics) and data.channels != 3:
-        err.append("eval.metrics fid/is/kid need RGB images: set data.channels=3 or use digits_fid/digits_is")
-    if any(m.startswith("digits_") for m in cfg.eval.metrics) and data.dataset != "digits":
+    standard = metric_registry.eval_metrics(metric_registry.TF_INCEPTION)
+    digits = metric_registry.eval_metrics(metric_registry.DIGITS_CLASSIFIER)
+    if any(m in standard for m in cfg.eval.metrics) and data.channels != 3:
+        err.append(f"eval.metrics {'/'.join(standard)} need RGB images: set data.channels=3 or use {'/'.join(digits)}")
+    if any(m in digits for m in cfg.eval.metrics) and data.dataset != "digits":
         err.append(
-            f"eval.metrics digits_fid/digits_is only measure the digits data, not {data.dataset!r}; use fid/is/kid"
+            f"eval.metrics {'/'.join(digits)} only measure the digits data, not {data.dataset!r}; "
+            f"use {'/'.join(standard)}"
         )
     return err
-
-
-# --------------------------------------------------------------------------- load / override
-
-
-def _presets_dir() -> Path:
-    return Path(str(resources.files("transgan_lab.presets")))
-
-
-def preset_names() -> list[str]:
-    return sorted(p.stem for p in _presets_dir().glob("*.yaml"))
-
-
-def _read_yaml(path: Path) -> dict:
-    try:
-        text = path.read_text()
-    except OSError as e:
-        raise ConfigError(f"cannot read config file {path}: {e.strerror}; check the path") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise ConfigError(f"{path} is not valid YAML{where}: {getattr(e, 'problem', e)}; fix the syntax") from None
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path} must hold a mapping of config sections (data:, model:, ...), not {type(data).__name__}")
-    return data
-
-
-def _deep_merge(base: dict, over: dict) -> dict:
-    out = copy.deepcopy(base)
-    for k, v in over.items():
-        if isinstance(v, dict) and isinstance(out.get(k), dict):
-            out[k] = _deep_merge(out[k], v)
-        else:
-            out[k] = copy.deepcopy(v)
-    return out
-
-
-def load_raw(preset_or_path: str, _seen: tuple = ()) -> dict:
-    """Raw dict of a preset name or YAML path, with its ``base`` chain merged in."""
-    p = Path(preset_or_path)
-    if preset_or_path.endswith((".yaml", ".yml")) or p.exists():
-        path = p
-        if not path.exists():
-            raise ConfigError(f"config file {p} does not exist; give a preset name ({', '.join(preset_names())}) or a YAML path")
-    else:
-        path = _presets_dir() / f"{preset_or_path}.yaml"
-        if not path.exists():
-            raise ConfigError(
-                f"unknown preset {preset_or_path!r}; choose one of {', '.join(preset_names())} or give a path to a YAML file"
-            )
-    key = str(path.resolve())
-    if key in _seen:
-        raise ConfigError(f"{path}: 'base' chain loops back to itself; remove the cycle")
-    raw = _read_yaml(path)
-    own_preset = raw.get("preset")  # the base's preset name must not win over this file's own
-    base = raw.pop("base", None)
-    if base:
-        base_ref = str(base)
-        rel = path.parent / base_ref
-        if base_ref.endswith((".yaml", ".yml")) and rel.exists():
-            base_ref = str(rel)
-        raw = _deep_merge(load_raw(base_ref, _seen + (key,)), raw)
-    raw["preset"] = own_preset or path.stem
-    return raw
-
-
-def parse_override(item: str) -> tuple[list[str], Any]:
-    if "=" not in item:
-        raise ConfigError(f"--set {item!r}: expected key=value, e.g. --set optim.lr_g=2e-4")
-    key, value = item.split("=", 1)
-    key = key.strip()
-    if not key:
-        raise ConfigError(f"--set {item!r}: the key before '=' is empty; e.g. --set train.kimg=10")
-    try:
-        parsed = yaml.safe_load(value) if value.strip() else ""
-    except yaml.YAMLError:
-        parsed = value
-    return key.split("."), parsed
-
-
-def _is_text_field(ann: Any) -> bool:
-    """str or Optional[str] (the annotation of a text field)."""
-    import typing
-
-    args = typing.get_args(ann) or (ann,)
-    return str in args and all(a in (str, type(None)) for a in args)
-
-
-def apply_overrides(raw: dict, overrides: list[str] | None) -> dict:
-    out = copy.deepcopy(raw)
-    for item in overrides or []:
-        path, value = parse_override(item)
-        node: Any = out
-        model: Any = ExperimentConfig
-        for i, part in enumerate(path):
-            fields = getattr(model, "model_fields", None)
-            if fields is None or part not in fields:
-                where = ".".join(path[:i]) or "the top level"
-                choices = ", ".join(sorted(fields)) if fields else "none (not a section)"
-                raise ConfigError(f"--set {'.'.join(path)}: unknown key {part!r} in {where}; known keys: {choices}")
-            ann = fields[part].annotation
-            model = ann if isinstance(ann, type) and issubclass(ann, BaseModel) else None
-            if i == len(path) - 1:
-                if isinstance(value, (bool, int, float)) and _is_text_field(ann):
-                    value = item.split("=", 1)[1].strip()  # `--set name=2024`: YAML reads a number; the field is text
-                node[part] = value
-            else:
-                node = node.setdefault(part, {})
-                if not isinstance(node, dict):
-                    raise ConfigError(f"--set {'.'.join(path)}: {part!r} is not a section")
-    return out
-
-
-def _format_validation_error(e: ValidationError) -> str:
-    lines = []
-    for err in e.errors():
-        loc = ".".join(str(x) for x in err["loc"] if not str(x).startswith("function-after"))
-        msg = err["msg"].removeprefix("Value error, ")
-        if err["type"] == "extra_forbidden":
-            msg = f"unknown key {loc.split('.')[-1]!r}: remove it or check the spelling (see `transgan-lab config show`)"
-        elif err["type"] == "literal_error":
-            msg = f"{msg} (got {err.get('input')!r})"
-        elif err["type"] in ("int_parsing", "float_parsing", "int_from_float", "bool_parsing"):
-            msg = f"{msg} (got {err.get('input')!r})"
-        lines.append(f"{loc}: {msg}" if loc else msg)
-    return "invalid config: " + "; ".join(lines)
-
-
-def from_dict(raw: dict) -> ExperimentConfig:
-    try:
-        return ExperimentConfig.model_validate(raw)
-    except ValidationError as e:
-        raise ConfigError(_format_validation_error(e)) from None
-
-
-def load_config(preset_or_path: str, overrides: list[str] | None = None) -> ExperimentConfig:
-    """Resolve a preset name or YAML path plus ``key=value`` overrides into a validated config."""
-    return from_dict(apply_overrides(load_raw(preset_or_path), overrides))
-
-
-# --------------------------------------------------------------------------------- hashing
-
-
-def config_hash(cfg: ExperimentConfig) -> str:
-    """Stable hash of the whole resolved config."""
-    return _hashing.config_hash(cfg)
-
-
-def dynamics_hash(cfg: ExperimentConfig) -> str:
-    """Hash of what changes the training dynamics; guards resume."""
-    return _hashing.dynamics_hash(cfg)
-
-
-flatten = _hashing.flatten
-
-
-def to_yaml(cfg: ExperimentConfig) -> str:
-    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)

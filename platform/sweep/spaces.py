@@ -14,7 +14,8 @@ config is validated by the platform before any trial starts.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Optional
+from collections.abc import Callable
+from typing import Any
 
 # Named locality-aware initialisation schedules: ([[start_epoch, half_width], ...], off_epoch).
 LOCALITY_SCHEDULES = {
@@ -24,13 +25,6 @@ LOCALITY_SCHEDULES = {
 }
 
 AUG_POLICIES = ["translation", "translation,cutout", "translation,cutout,color", "translation,color"]
-
-
-def _get(base: dict, key: str) -> Any:
-    node: Any = base
-    for part in key.split("."):
-        node = node[int(part)] if isinstance(node, list) else node[part]
-    return node
 
 
 def _with(choices: list, value: Any) -> list:
@@ -45,8 +39,9 @@ def _with(choices: list, value: Any) -> list:
 class _Spec:
     """One family of TransGAN spaces: ranges per dimension, conditional on the preset."""
 
-    def __init__(self, *, embed_dims, depth_hi, heads, d_depth, patch_sizes, policies, mtct_weight,
-                 schedules, lr, n_critic):
+    def __init__(
+        self, *, embed_dims, depth_hi, heads, d_depth, patch_sizes, policies, mtct_weight, schedules, lr, n_critic
+    ):
         self.embed_dims = embed_dims  # generator widths of the first stage
         self.depth_hi = depth_hi  # max blocks per stage: [stage 0, stage 1, further stages]
         self.heads = heads  # generator heads (kept only where they divide every stage width)
@@ -78,13 +73,17 @@ class _Spec:
             "model.d.depth": (min(self.d_depth[0], d["depth"]), max(self.d_depth[1], d["depth"])),
             "model.d.patch_size": _with(patches, d["patch_size"]),
             "augment.policy": _with(self.policies, ",".join(base["augment"]["policy"])),
-            "model.mtct.weight": (min(self.mtct_weight[0], base["model"]["mtct"]["weight"]),
-                                  max(self.mtct_weight[1], base["model"]["mtct"]["weight"])),
+            "model.mtct.weight": (
+                min(self.mtct_weight[0], base["model"]["mtct"]["weight"]),
+                max(self.mtct_weight[1], base["model"]["mtct"]["weight"]),
+            ),
             "model.g.locality.schedule": ["preset"] + list(self.schedules),
             "optim.lr_g": (min(self.lr[0], base["optim"]["lr_g"]), max(self.lr[1], base["optim"]["lr_g"])),
             "optim.lr_d": (min(self.lr[0], base["optim"]["lr_d"]), max(self.lr[1], base["optim"]["lr_d"])),
-            "optim.n_critic": (min(self.n_critic[0], base["optim"]["n_critic"]),
-                               max(self.n_critic[1], base["optim"]["n_critic"])),
+            "optim.n_critic": (
+                min(self.n_critic[0], base["optim"]["n_critic"]),
+                max(self.n_critic[1], base["optim"]["n_critic"]),
+            ),
         }
 
     # -- the define-by-run function ------------------------------------------------------------
@@ -122,17 +121,19 @@ class _Spec:
         point: dict[str, Any] = {"model.g.embed_dim": g["embed_dim"]}
         for i, depth in enumerate(g["depths"]):
             point[f"model.g.depths.{i}"] = depth
-        point.update({
-            "model.g.heads": g["heads"],
-            "model.d.depth": base["model"]["d"]["depth"],
-            "model.d.patch_size": base["model"]["d"]["patch_size"],
-            "augment.policy": ",".join(base["augment"]["policy"]),
-            "model.mtct.enabled": bool(base["model"]["mtct"]["enabled"]),
-            "model.g.locality.enabled": bool(g["locality"]["enabled"]),
-            "optim.lr_g": base["optim"]["lr_g"],
-            "optim.lr_d": base["optim"]["lr_d"],
-            "optim.n_critic": base["optim"]["n_critic"],
-        })
+        point.update(
+            {
+                "model.g.heads": g["heads"],
+                "model.d.depth": base["model"]["d"]["depth"],
+                "model.d.patch_size": base["model"]["d"]["patch_size"],
+                "augment.policy": ",".join(base["augment"]["policy"]),
+                "model.mtct.enabled": bool(base["model"]["mtct"]["enabled"]),
+                "model.g.locality.enabled": bool(g["locality"]["enabled"]),
+                "optim.lr_g": base["optim"]["lr_g"],
+                "optim.lr_d": base["optim"]["lr_d"],
+                "optim.n_critic": base["optim"]["n_critic"],
+            }
+        )
         if point["model.mtct.enabled"]:
             point["model.mtct.weight"] = base["model"]["mtct"]["weight"]
         if point["model.g.locality.enabled"]:
@@ -141,15 +142,29 @@ class _Spec:
 
 
 _DIGITS = _Spec(
-    embed_dims=[128, 256], depth_hi=[3, 2, 2], heads=[2, 4], d_depth=(2, 4), patch_sizes=[2, 4],
-    policies=AUG_POLICIES[:3], mtct_weight=(5.0, 100.0), schedules=["short", "early"],
-    lr=(5e-5, 5e-4), n_critic=(1, 5),
+    embed_dims=[128, 256],
+    depth_hi=[3, 2, 2],
+    heads=[2, 4],
+    d_depth=(2, 4),
+    patch_sizes=[2, 4],
+    policies=AUG_POLICIES[:3],
+    mtct_weight=(5.0, 100.0),
+    schedules=["short", "early"],
+    lr=(5e-5, 5e-4),
+    n_critic=(1, 5),
 )
 
 _CIFAR = _Spec(
-    embed_dims=[384, 768, 1024], depth_hi=[5, 4, 2], heads=[2, 4, 8], d_depth=(4, 8), patch_sizes=[2, 4, 8],
-    policies=AUG_POLICIES, mtct_weight=(5.0, 100.0), schedules=["paper", "short"],
-    lr=(3e-5, 3e-4), n_critic=(1, 5),
+    embed_dims=[384, 768, 1024],
+    depth_hi=[5, 4, 2],
+    heads=[2, 4, 8],
+    d_depth=(4, 8),
+    patch_sizes=[2, 4, 8],
+    policies=AUG_POLICIES,
+    mtct_weight=(5.0, 100.0),
+    schedules=["paper", "short"],
+    lr=(3e-5, 3e-4),
+    n_critic=(1, 5),
 )
 
 
@@ -193,11 +208,20 @@ class _Recipe:
         if base["loss"]["kind"] == "nsgan":
             point["loss.r1_gamma"] = base["loss"]["r1_gamma"]
         o = base["optim"]
-        point.update({"loss.reg_every": base["loss"]["reg_every"], "optim.lr_g": o["lr_g"], "optim.lr_d": o["lr_d"],
-                      "optim.beta1": o["beta1"], "optim.n_critic": o["n_critic"], "optim.batch_d": o["batch_d"],
-                      "optim.ema_kimg": o["ema_kimg"], "augment.policy": ",".join(base["augment"]["policy"]),
-                      "model.mtct.enabled": bool(base["model"]["mtct"]["enabled"]),
-                      "model.g.bottom": base["model"]["g"]["bottom"]})
+        point.update(
+            {
+                "loss.reg_every": base["loss"]["reg_every"],
+                "optim.lr_g": o["lr_g"],
+                "optim.lr_d": o["lr_d"],
+                "optim.beta1": o["beta1"],
+                "optim.n_critic": o["n_critic"],
+                "optim.batch_d": o["batch_d"],
+                "optim.ema_kimg": o["ema_kimg"],
+                "augment.policy": ",".join(base["augment"]["policy"]),
+                "model.mtct.enabled": bool(base["model"]["mtct"]["enabled"]),
+                "model.g.bottom": base["model"]["g"]["bottom"],
+            }
+        )
         if point["model.mtct.enabled"]:
             point["model.mtct.weight"] = base["model"]["mtct"]["weight"]
         return point
@@ -206,23 +230,26 @@ class _Recipe:
 _RECIPE = _Recipe()
 
 
-def recipe(trial, base: dict) -> Optional[dict]:
-    """The digits recipe at a fixed architecture (loss, penalty, lr, beta1, n_critic, EMA, augmentation, MT-CT, first grid)."""
+def recipe(trial, base: dict) -> dict | None:
+    """The digits recipe at a fixed architecture (loss, penalty, lr, beta1, n_critic, EMA, augmentation,
+    MT-CT, first grid)."""
     return _RECIPE.sample(trial, base)
 
 
-def digits(trial, base: dict) -> Optional[dict]:
+def digits(trial, base: dict) -> dict | None:
     """Small TransGANs on the embedded digits data (fits a 2-core CPU)."""
     return _DIGITS.sample(trial, base)
 
 
-def cifar(trial, base: dict) -> Optional[dict]:
+def cifar(trial, base: dict) -> dict | None:
     """TransGAN-S/M-sized models for CIFAR-10 (32x32) and the like."""
     return _CIFAR.sample(trial, base)
 
 
 SPACES: dict[str, tuple[Callable, Any]] = {
-    "digits": (digits, _DIGITS), "cifar": (cifar, _CIFAR), "recipe": (recipe, _RECIPE),
+    "digits": (digits, _DIGITS),
+    "cifar": (cifar, _CIFAR),
+    "recipe": (recipe, _RECIPE),
 }
 
 

@@ -1,0 +1,73 @@
+"""Every metric that is ranked or compared anywhere: its name, which way is better, its label, unit
+and evaluation protocol. The engine (best checkpoint), tracking, the sweep (Optuna/ASHA modes,
+objectives) and the analysis layer (tables, Pareto fronts, figures) all look metrics up here.
+
+Pure Python on purpose: ``trainers`` (torch only) and ``analysis`` (never torch) both import it.
+
+A metric that is not listed (losses, learning rates and the engine's other training signals) is
+lower-is-better and labelled by its name; nothing ranks by those.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+# Evaluation protocol families: what a score needs and what it may be called (DESIGN.md: nothing is
+# "FID" or "IS" unless it was computed with the standard Inception weights).
+TF_INCEPTION = "tf-inception"  # torch-fidelity's port of the TF Inception weights; needs RGB images
+DIGITS_CLASSIFIER = "digits-classifier"  # the offline classifier trained on the embedded digits data
+
+
+@dataclass(frozen=True)
+class Metric:
+    name: str  # key in engine reports, Ray/Tune results and MLflow
+    mode: Literal["min", "max"]  # which way is better, in Ray's and Optuna's words
+    label: str  # column header and axis label
+    unit: str = ""  # "" for scores; "img/s", "s", "params" or "FLOPs" otherwise
+    protocol: str | None = None  # evaluation protocol family; None: not an evaluation metric
+
+
+# Evaluation metrics first, in the column order of the paper's tables (IS before FID).
+METRICS: dict[str, Metric] = {
+    m.name: m
+    for m in (
+        Metric("is", "max", "IS", protocol=TF_INCEPTION),
+        Metric("fid", "min", "FID", protocol=TF_INCEPTION),
+        Metric("kid", "min", "KID", protocol=TF_INCEPTION),
+        Metric("digits_is", "max", "digits-IS", protocol=DIGITS_CLASSIFIER),
+        Metric("digits_fid", "min", "digits-FID", protocol=DIGITS_CLASSIFIER),
+        # cost and speed: the further objectives of multi-objective sweeps and Table 4's columns
+        Metric("img_per_s", "max", "img/s", unit="img/s"),
+        Metric("sec_per_kimg", "min", "s/kimg", unit="s"),
+        Metric("g_params", "min", "G params", unit="params"),
+        Metric("d_params", "min", "D params", unit="params"),
+        Metric("g_flops", "min", "G FLOPs", unit="FLOPs"),
+        Metric("d_flops", "min", "D FLOPs", unit="FLOPs"),
+    )
+}
+
+EVAL_METRICS: tuple[str, ...] = tuple(m.name for m in METRICS.values() if m.protocol)
+# Summarised by their median over a run: the first reports include warm-up.
+THROUGHPUT_METRICS: tuple[str, ...] = tuple(m.name for m in METRICS.values() if m.unit in ("img/s", "s"))
+# Counted once per model (step 0), so a sweep can also minimise model size.
+SIZE_METRICS: tuple[str, ...] = tuple(m.name for m in METRICS.values() if m.unit in ("params", "FLOPs"))
+
+
+def mode(name: str) -> str:
+    """ "min" or "max": which way ``name`` is better (unlisted metrics: "min")."""
+    return METRICS[name].mode if name in METRICS else "min"
+
+
+def lower_is_better(name: str) -> bool:
+    return mode(name) == "min"
+
+
+def label(name: str) -> str:
+    """Display label (``digits-FID``); an unlisted metric is shown by its name."""
+    return METRICS[name].label if name in METRICS else name
+
+
+def eval_metrics(protocol: str | None = None) -> tuple[str, ...]:
+    """Evaluation metric names, all or those of one protocol family."""
+    return tuple(n for n in EVAL_METRICS if protocol is None or METRICS[n].protocol == protocol)
