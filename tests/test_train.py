@@ -375,7 +375,9 @@ def test_short_run_warning_counts_generator_updates():
     per = preset.optim.n_critic * preset.optim.batch_d
     short = load_config("digits-tiny", [f"train.kimg={(MIN_G_UPDATES - 1) * per / 1000}"])
     msg = short_run_warning(short)
-    assert f"only {MIN_G_UPDATES - 1} generator updates" in msg and f"train.kimg >= {MIN_G_UPDATES * per / 1000:g}" in msg
+    assert (
+        f"only {MIN_G_UPDATES - 1} generator updates" in msg and f"train.kimg >= {MIN_G_UPDATES * per / 1000:g}" in msg
+    )
     assert short_run_warning(load_config("digits-tiny", [f"train.kimg={MIN_G_UPDATES * per / 1000}"])) is None
 
 

@@ -196,9 +196,11 @@ def short_run_warning(cfg: Any) -> str | None:
         return None
     per = cfg.optim.n_critic * cfg.optim.batch_d
     need = MIN_G_UPDATES * per / 1000
-    return (f"warning: {cfg.train.kimg:g} kimg is only {n} generator updates ({per} real images per update: "
-            f"n_critic {cfg.optim.n_critic} x batch {cfg.optim.batch_d}); GANs rarely learn in fewer than "
-            f"{MIN_G_UPDATES}: set train.kimg >= {need:g} for a run meant to learn")
+    return (
+        f"warning: {cfg.train.kimg:g} kimg is only {n} generator updates ({per} real images per update: "
+        f"n_critic {cfg.optim.n_critic} x batch {cfg.optim.batch_d}); GANs rarely learn in fewer than "
+        f"{MIN_G_UPDATES}: set train.kimg >= {need:g} for a run meant to learn"
+    )
 
 
 def crossed(nimg_before: int, nimg_after: int, interval_kimg: float) -> bool:
