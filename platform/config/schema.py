@@ -233,6 +233,9 @@ class SweepConfig(_Section):
     objectives: list[str] = []  # extra objectives for multi-objective mode, e.g. ["g_params"]
     fault_rate: float = Field(0.0, ge=0, le=1)  # injected trial failures (soak tests)
     max_failures: int = Field(1, ge=0)
+    # Wall-clock budget of the whole sweep in minutes (Tune's time_budget_s): when it runs out the
+    # running trials are stopped where they are and the sweep ends with its table. 0 = none.
+    time_budget_min: float = Field(0.0, ge=0)
 
 
 class ExperimentConfig(_Section):

@@ -237,7 +237,11 @@ def run_sweep(
         tuner = tune.Tuner(
             trainable,
             tune_config=tune.TuneConfig(
-                search_alg=searcher, scheduler=scheduler, num_samples=num_samples, max_concurrent_trials=k
+                search_alg=searcher,
+                scheduler=scheduler,
+                num_samples=num_samples,
+                max_concurrent_trials=k,
+                time_budget_s=cfg.sweep.time_budget_min * 60 or None,
             ),
             run_config=tune.RunConfig(
                 name=name,
@@ -278,4 +282,5 @@ def run_sweep(
         pareto=pareto,
         restored=restored,
         errors=[r for r in df["trial"][df["status"] == "ERROR"]] if len(df) else [],
+        runs_dir=out_dir,
     )
