@@ -110,6 +110,8 @@ def test_demo_sweep_table(demo):
     )
     assert r.returncode == 0, r.stderr[-2000:]
     rows = [line for line in r.stdout.splitlines() if line.startswith("| ") and NAME in line]
+    header = next(line for line in r.stdout.splitlines() if line.startswith("| Rank"))
+    assert "| kimg | G updates |" in header, header  # training length also in generator updates
     names = [re.search(rf"({re.escape(NAME)}-t\d{{3}})", row.replace("\\_", "_")).group(1) for row in rows]
     assert names == [n for n, _ in ranked], (names, ranked, r.stdout)
     # the best trial's digits-FID as MLflow holds it, in bold, in the first row
@@ -120,6 +122,15 @@ def test_demo_sweep_table(demo):
     best_line = re.search(r"^best trial: (\S+) \(digits_fid = ([0-9.e+]+)", demo["stdout"], flags=re.M)
     assert best_line, demo["stdout"][-2000:]
     assert ranked[0][0].endswith(best_line.group(1)) and float(best_line.group(2)) == pytest.approx(best, rel=1e-3)
+    # ... and where its samples are: the newest grid of that trial, digits enlarged to >= 48 px
+    from PIL import Image
+
+    grid_line = re.search(r"^its samples \(fixed latents, at [0-9.]+ kimg\): (\S+)$", demo["stdout"], flags=re.M)
+    assert grid_line, demo["stdout"][-2000:]
+    grid = Path(grid_line.group(1))
+    assert grid.parent.parent.name == f"{NAME}-{best_line.group(1)}" and grid.name.startswith("grid-")
+    with Image.open(grid) as im:
+        assert min(im.size) >= 2 * 48  # at least two rows of samples of at least 48 px
 
 
 def test_demo_sweep_report_renders_in_chromium(chromium, demo, shots, tmp_path):  # noqa: F811

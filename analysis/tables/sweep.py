@@ -147,6 +147,8 @@ def sweep_table(
     searched = searched_params(trials, parent)
 
     cols = [Column("rank", "Rank"), Column("trial", "Trial"), Column("kimg", "kimg", "number", digits=1)]
+    if "final.g_updates" in ranked.columns:  # training length in what a GAN learns from
+        cols.append(Column("g_updates", "G updates", "number", digits=0))
     cols += [Column(f"param:{k}", k) for k in searched]
     cols += [metric_column(m, pick) for m in metrics]
     extra_obj = [o for o in objectives if o not in metrics]
@@ -161,7 +163,7 @@ def sweep_table(
     if pareto is not None:
         cols.append(Column("pareto", "Pareto"))
     keep = (
-        ["run_name", "last_kimg"]
+        ["run_name", "last_kimg", "final.g_updates"]
         + [f"param.{k}" for k in searched]
         + [value_column(m, pick) for m in metrics]
         + [f"final.{o}" for o in objectives]
@@ -174,6 +176,9 @@ def sweep_table(
             "trial": Cell(text=str(r["run_name"])),
             "kimg": Cell(value=float(r["last_kimg"]) if present(r["last_kimg"]) else None),
         }
+        if "final.g_updates" in shown.columns:
+            g = r["final.g_updates"]
+            row["g_updates"] = Cell(value=float(g) if present(g) else None)
         for k in searched:
             row[f"param:{k}"] = Cell(text=param_text(r.get(f"param.{k}")))
         for m in metrics:

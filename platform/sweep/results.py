@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from transgan_lab import metric_registry
@@ -27,6 +28,15 @@ class SweepResult:
     pareto: Any = None  # DataFrame of the non-dominated trials (multi-objective), else None
     restored: bool = False
     errors: list = field(default_factory=list)
+    runs_dir: str | None = None  # the trials' run folders: <runs_dir>/<name>-<trial>/
+
+
+def best_grid(result: SweepResult) -> Path | None:
+    """The newest fixed-z sample grid of the best trial (None when it wrote none)."""
+    if not result.best or not result.runs_dir:
+        return None
+    grids = sorted((Path(result.runs_dir) / f"{result.name}-{result.best['trial']}" / "grids").glob("grid-*.png"))
+    return grids[-1] if grids else None
 
 
 def trials_table(grid, primary: str, objectives: list[str]):
@@ -148,6 +158,9 @@ def print_results(result: SweepResult, cfg: ExperimentConfig) -> None:
             f"\nbest trial: {result.best['trial']} ({primary} = {result.best[primary]:.4g}, "
             f"{result.best.get('outcome') or result.best.get('status')})"
         )
+        grid = best_grid(result)
+        if grid is not None:
+            print(f"its samples (fixed latents, at {result.best.get('kimg', float('nan')):g} kimg): {grid}")
     if result.pareto is not None:
         print(
             f"Pareto front ({', '.join([primary] + list(cfg.sweep.objectives))}): {', '.join(result.pareto['trial'])}"
