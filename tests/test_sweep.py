@@ -41,6 +41,26 @@ def _sweep_cfg(name: str, extra=()):
 # --------------------------------------------------------------------------- fast checks
 
 
+def test_demo_space_keeps_the_cost_per_image_and_starts_at_the_preset():
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
+    from sweep_digits import DEMO
+
+    cfg = load_config("digits-tiny", DEMO)
+    base = cfg.model_dump(mode="json")
+    paper = check_space(base, "demo", draws=32)
+    assert paper == {
+        "optim.lr_g": cfg.optim.lr_g,
+        "optim.lr_d": cfg.optim.lr_d,
+        "optim.n_critic": cfg.optim.n_critic,
+        "optim.ema_kimg": cfg.optim.ema_kimg,
+        "augment.policy": ",".join(cfg.augment.policy),
+    }
+    assert apply_params(base, {**paper, "augment.policy": list(cfg.augment.policy)}) == base
+    # only recipe knobs: the architecture, batch and resolution of every demo trial are the preset's
+    assert not [k for k in paper if k.startswith(("model.", "data.")) or "batch" in k]
+    assert cfg.sweep.num_samples >= 4 and cfg.sweep.time_budget_min > 0
+
+
 def test_space_paper_point_and_validation():
     cfg = load_config("digits-tiny")
     base = cfg.model_dump(mode="json")

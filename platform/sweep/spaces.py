@@ -230,6 +230,46 @@ class _Recipe:
 _RECIPE = _Recipe()
 
 
+class _Demo:
+    """`make demo`: the preset's recipe around its own point, at the preset's architecture and
+    cost per image (learning rates, n_critic, EMA half-life, augmentation), so every trial of a
+    short sweep on two cores learns and none is slow."""
+
+    POLICIES = ("", "translation")
+
+    @staticmethod
+    def _around(value: float, lo: float, hi: float) -> tuple:
+        return (min(lo, value), max(hi, value))
+
+    def sample(self, trial, base: dict) -> dict:
+        o = base["optim"]
+        trial.suggest_float("optim.lr_g", *self._around(o["lr_g"], 2e-4, 1e-3), log=True)
+        trial.suggest_float("optim.lr_d", *self._around(o["lr_d"], 2e-4, 1e-3), log=True)
+        trial.suggest_int("optim.n_critic", min(1, o["n_critic"]), max(3, o["n_critic"]))
+        trial.suggest_float("optim.ema_kimg", *self._around(o["ema_kimg"], 3.0, 30.0), log=True)
+        own = ",".join(base["augment"]["policy"])
+        policy = trial.suggest_categorical("augment.policy", list(dict.fromkeys([*self.POLICIES, own])))
+        return {"augment.policy": [p for p in policy.split(",") if p]}
+
+    def paper(self, base: dict) -> dict:
+        o = base["optim"]
+        return {
+            "optim.lr_g": o["lr_g"],
+            "optim.lr_d": o["lr_d"],
+            "optim.n_critic": o["n_critic"],
+            "optim.ema_kimg": o["ema_kimg"],
+            "augment.policy": ",".join(base["augment"]["policy"]),
+        }
+
+
+_DEMO = _Demo()
+
+
+def demo(trial, base: dict) -> dict | None:
+    """`make demo`: learning rates, n_critic, EMA and augmentation around the preset (same cost per image)."""
+    return _DEMO.sample(trial, base)
+
+
 def recipe(trial, base: dict) -> dict | None:
     """The digits recipe at a fixed architecture (loss, penalty, lr, beta1, n_critic, EMA, augmentation,
     MT-CT, first grid)."""
@@ -250,6 +290,7 @@ SPACES: dict[str, tuple[Callable, Any]] = {
     "digits": (digits, _DIGITS),
     "cifar": (cifar, _CIFAR),
     "recipe": (recipe, _RECIPE),
+    "demo": (demo, _DEMO),
 }
 
 
