@@ -26,11 +26,11 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Iterator, Optional, Sequence
 
 GRACE_S = 10.0  # from SIGTERM to SIGKILL, for the group's members to shut down
-_OWNED: list["OwnedProcess"] = []  # started and not yet stopped, ended at interpreter exit
+_OWNED: list[OwnedProcess] = []  # started and not yet stopped, ended at interpreter exit
 
 
 class Terminated(KeyboardInterrupt):
@@ -68,8 +68,8 @@ class OwnedProcess:
         self,
         cmd: Sequence[str],  # the command line of the child
         *,
-        env: Optional[dict] = None,  # its environment (default: this one)
-        cwd: Optional[str] = None,  # its working directory
+        env: dict | None = None,  # its environment (default: this one)
+        cwd: str | None = None,  # its working directory
         stdout=None,  # where its output goes (default: ours)
         stderr=None,  # where its errors go (default: ours)
         grace_s: float = GRACE_S,  # SIGTERM -> SIGKILL wait
@@ -89,10 +89,10 @@ class OwnedProcess:
         finally:
             os.close(read_fd)
         self.pid = self.pgid = self.proc.pid
-        self.returncode: Optional[int] = None
+        self.returncode: int | None = None
         _OWNED.append(self)
 
-    def poll(self) -> Optional[int]:
+    def poll(self) -> int | None:
         """Exit code of the supervisor (the child's own code), or None while it runs; never reaps."""
         if self.returncode is not None:
             return self.returncode
@@ -101,7 +101,7 @@ class OwnedProcess:
             return None
         return info.si_status if info.si_code == os.CLD_EXITED else -info.si_status
 
-    def wait(self, timeout: Optional[float] = None) -> Optional[int]:
+    def wait(self, timeout: float | None = None) -> int | None:
         """Wait (without reaping) until the supervisor exits; None when ``timeout`` passes first."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while (code := self.poll()) is None:
@@ -110,7 +110,7 @@ class OwnedProcess:
             time.sleep(0.1)
         return code
 
-    def stop(self) -> Optional[int]:
+    def stop(self) -> int | None:
         """End the whole group (SIGTERM, then SIGKILL after the grace period); return the exit code."""
         if self.returncode is not None:
             return self.returncode
@@ -137,7 +137,7 @@ class OwnedProcess:
 
 @atexit.register
 def _stop_all() -> None:
-    for p in list(_OWNED):
+    for p in _OWNED[:]:  # a copy: stop() removes p from _OWNED
         p.stop()
 
 

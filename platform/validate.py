@@ -16,8 +16,9 @@ import math
 import os
 import re
 import socket
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import yaml
 
@@ -210,7 +211,7 @@ def parse_yaml(text: str, *, where: str) -> Any:
                 aliases += 1
                 if aliases > MAX_YAML_ALIASES:
                     raise InputError(f"{where} uses more than {MAX_YAML_ALIASES} aliases (*name); write the values out")
-        return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+        return yaml.load(text, Loader=_UniqueKeyLoader)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

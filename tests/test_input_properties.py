@@ -19,7 +19,6 @@ from pathlib import Path
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
 from transgan_lab.platform import config as C
 from transgan_lab.platform.cli import main
 

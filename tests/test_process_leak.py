@@ -81,9 +81,9 @@ def _start_ui(tmp_path: Path, port: int) -> subprocess.Popen:
     db.touch()
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "true"}  # its huey workers too: the worst case
     env.pop("MLFLOW_TRACKING_URI", None)
-    log = open(tmp_path / "ui.log", "ab")
-    proc = subprocess.Popen([sys.executable, "-m", "transgan_lab", "ui", "--tracking-uri", f"sqlite:///{db}",
-                             "--port", str(port)], cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT)
+    with open(tmp_path / "ui.log", "ab") as log:  # the CLI keeps its own copy of the file
+        proc = subprocess.Popen([sys.executable, "-m", "transgan_lab", "ui", "--tracking-uri", f"sqlite:///{db}",
+                                 "--port", str(port)], cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
         wait_http(f"http://127.0.0.1:{port}/health", timeout_s=180, proc=proc)
     except BaseException:
