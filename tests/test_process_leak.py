@@ -86,6 +86,10 @@ def _start_ui(tmp_path: Path, port: int) -> subprocess.Popen:
                                  "--port", str(port)], cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
         wait_http(f"http://127.0.0.1:{port}/health", timeout_s=180, proc=proc)
+        deadline = time.monotonic() + 120  # the job runner starts its huey consumers after the server
+        while not any("huey_consumer" in c for c in _descendants(proc.pid).values()) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        time.sleep(2)  # all of them
     except BaseException:
         _kill_tree(proc.pid)
         raise
@@ -109,6 +113,7 @@ def test_ui_ended_by_signal_leaves_no_process_and_frees_the_port(tmp_path, sig):
     try:
         kids = _descendants(proc.pid)
         assert any("mlflow" in cmd for cmd in kids.values()), kids  # the server really runs under the CLI
+        assert any("huey_consumer" in cmd for cmd in kids.values()), kids  # and its workers
         proc.send_signal(sig)
         assert proc.wait(60) == 128 + sig
         assert _wait_gone(kids) == {}, "processes survived the CLI"
@@ -124,7 +129,7 @@ def test_ui_whose_cli_is_killed_is_reaped_by_the_watchdog(tmp_path):
     proc = _start_ui(tmp_path, port)
     kids = _descendants(proc.pid)
     try:
-        assert len(kids) >= 2, kids  # the supervisor and the server at least
+        assert any("huey_consumer" in cmd for cmd in kids.values()), kids  # the server's workers too
         proc.kill()  # SIGKILL: the CLI runs no cleanup at all
         assert proc.wait(30) == -signal.SIGKILL
         assert _wait_gone(kids) == {}, "the watchdog left processes behind"
