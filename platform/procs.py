@@ -78,10 +78,23 @@ class OwnedProcess:
         read_fd, self._write_fd = os.pipe()  # the owner's end is not inherited by anything else
         try:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "transgan_lab.platform.procs", str(read_fd), str(os.getpid()), str(grace_s),
-                 "--", *cmd],
-                env=env, cwd=cwd, stdout=stdout, stderr=stderr, stdin=subprocess.DEVNULL,
-                pass_fds=(read_fd,), start_new_session=True,
+                [
+                    sys.executable,
+                    "-m",
+                    "transgan_lab.platform.procs",
+                    str(read_fd),
+                    str(os.getpid()),
+                    str(grace_s),
+                    "--",
+                    *cmd,
+                ],
+                env=env,
+                cwd=cwd,
+                stdout=stdout,
+                stderr=stderr,
+                stdin=subprocess.DEVNULL,
+                pass_fds=(read_fd,),
+                start_new_session=True,
             )
         except BaseException:
             os.close(self._write_fd)

@@ -54,29 +54,62 @@ def _cpu_bound(per_cpu: int, floor: int) -> int:
 
 # Config fields with limits of their own: dotted name (list items as `field[]`) -> (low, high).
 FIELD_LIMITS: dict[str, tuple[float, float]] = {
-    "seed": (0, SEED_MAX), "eval.seed": (0, SEED_MAX), "sweep.seed": (0, SEED_MAX),
-    "data.resolution": (8, 1024), "data.loader_workers": (0, _cpu_bound(4, 64)),
-    "model.g.latent_dim": (1, 16384), "model.g.bottom": (1, 1024), "model.g.embed_dim": (1, 65536),
-    "model.g.depths[]": (1, 256), "model.g.heads": (1, 1024), "model.g.mlp_ratio": (0, 64),
-    "model.g.window_size": (1, 1024), "model.g.window_min_res": (1, 1024), "model.g.modulation_tokens": (1, 4096),
-    "model.g.conv_ch": (8, 65536), "model.g.locality.schedule[][]": (0, 1_000_000),
-    "model.g.locality.off_epoch": (0, 1_000_000), "model.g.locality.last_blocks": (1, 256),
-    "model.d.embed_dim": (1, 65536), "model.d.depth": (1, 256), "model.d.patch_size": (1, 1024),
-    "model.d.heads": (1, 1024), "model.d.mlp_ratio": (0, 64), "model.d.conv_ch": (8, 65536),
-    "optim.lr_g": (0, 10), "optim.lr_d": (0, 10), "optim.n_critic": (1, 1000),
-    "optim.batch_d": (1, 1 << 20), "optim.batch_g": (1, 1 << 20), "optim.accum": (1, 4096),
-    "optim.ema_kimg": (0, MAX_KIMG), "optim.ema_rampup": (0, 1_000),
-    "train.kimg": (0, MAX_KIMG), "train.log_kimg": (0, MAX_KIMG), "train.checkpoint_kimg": (0, MAX_KIMG),
-    "train.grid_kimg": (0, MAX_KIMG), "train.eval_kimg": (0, MAX_KIMG), "train.keep_last": (1, 10_000),
-    "train.nan_retries": (0, 1000), "loss.reg_every": (1, 10_000),
-    "eval.n_fake": (2, MAX_IMAGES), "eval.batch": (1, 65536),
-    "resources.workers": (1, 100_000), "resources.gpus_per_worker": (0, 64), "resources.cpus_per_worker": (0, 4096),
-    "sweep.num_samples": (1, MAX_SAMPLES), "sweep.max_concurrent": (0, MAX_SAMPLES),
-    "sweep.grace_reports": (1, 1_000_000), "sweep.reduction_factor": (2, 1000), "sweep.max_failures": (0, MAX_SAMPLES),
+    "seed": (0, SEED_MAX),
+    "eval.seed": (0, SEED_MAX),
+    "sweep.seed": (0, SEED_MAX),
+    "data.resolution": (8, 1024),
+    "data.loader_workers": (0, _cpu_bound(4, 64)),
+    "model.g.latent_dim": (1, 16384),
+    "model.g.bottom": (1, 1024),
+    "model.g.embed_dim": (1, 65536),
+    "model.g.depths[]": (1, 256),
+    "model.g.heads": (1, 1024),
+    "model.g.mlp_ratio": (0, 64),
+    "model.g.window_size": (1, 1024),
+    "model.g.window_min_res": (1, 1024),
+    "model.g.modulation_tokens": (1, 4096),
+    "model.g.conv_ch": (8, 65536),
+    "model.g.locality.schedule[][]": (0, 1_000_000),
+    "model.g.locality.off_epoch": (0, 1_000_000),
+    "model.g.locality.last_blocks": (1, 256),
+    "model.d.embed_dim": (1, 65536),
+    "model.d.depth": (1, 256),
+    "model.d.patch_size": (1, 1024),
+    "model.d.heads": (1, 1024),
+    "model.d.mlp_ratio": (0, 64),
+    "model.d.conv_ch": (8, 65536),
+    "optim.lr_g": (0, 10),
+    "optim.lr_d": (0, 10),
+    "optim.n_critic": (1, 1000),
+    "optim.batch_d": (1, 1 << 20),
+    "optim.batch_g": (1, 1 << 20),
+    "optim.accum": (1, 4096),
+    "optim.ema_kimg": (0, MAX_KIMG),
+    "optim.ema_rampup": (0, 1_000),
+    "train.kimg": (0, MAX_KIMG),
+    "train.log_kimg": (0, MAX_KIMG),
+    "train.checkpoint_kimg": (0, MAX_KIMG),
+    "train.grid_kimg": (0, MAX_KIMG),
+    "train.eval_kimg": (0, MAX_KIMG),
+    "train.keep_last": (1, 10_000),
+    "train.nan_retries": (0, 1000),
+    "loss.reg_every": (1, 10_000),
+    "eval.n_fake": (2, MAX_IMAGES),
+    "eval.batch": (1, 65536),
+    "resources.workers": (1, 100_000),
+    "resources.gpus_per_worker": (0, 64),
+    "resources.cpus_per_worker": (0, 4096),
+    "sweep.num_samples": (1, MAX_SAMPLES),
+    "sweep.max_concurrent": (0, MAX_SAMPLES),
+    "sweep.grace_reports": (1, 1_000_000),
+    "sweep.reduction_factor": (2, 1000),
+    "sweep.max_failures": (0, MAX_SAMPLES),
 }
 # CLI arguments that are not config fields: name -> (low, high).
 ARG_LIMITS: dict[str, tuple[float, float]] = {
-    "sample.n": (1, 100_000), "sample.interpolate": (0, 1024), "table.top": (1, 100_000),
+    "sample.n": (1, 100_000),
+    "sample.interpolate": (0, 1024),
+    "table.top": (1, 100_000),
 }
 
 
@@ -114,7 +147,9 @@ def check_text(value: str, *, what: str, limit: int = MAX_TEXT) -> None:
 def check_name(value: str, *, what: str) -> None:
     """A run, sweep or space name: becomes a folder name, so it must not be a path."""
     if not isinstance(value, str) or len(value) > MAX_NAME or not NAME_RE.fullmatch(value):
-        shown = value if isinstance(value, str) and len(value) <= 80 else f"{str(value)[:40]}... ({len(str(value))} chars)"
+        shown = (
+            value if isinstance(value, str) and len(value) <= 80 else f"{str(value)[:40]}... ({len(str(value))} chars)"
+        )
         raise InputError(
             f"{what}={shown!r} is not a valid name; use 1 to {MAX_NAME} letters, digits, '.', '_' or '-', "
             "starting with a letter or digit (no '/', no spaces), e.g. my-run_2"
@@ -160,7 +195,9 @@ def config_errors(cfg: Any) -> list[str]:
             elif isinstance(value, bool) or value is None:
                 continue
             elif isinstance(value, (int, float)):
-                low, high = FIELD_LIMITS.get(key, (-INT_MAX - 1, INT_MAX) if isinstance(value, int) else (-FLOAT_MAX, FLOAT_MAX))
+                low, high = FIELD_LIMITS.get(
+                    key, (-INT_MAX - 1, INT_MAX) if isinstance(value, int) else (-FLOAT_MAX, FLOAT_MAX)
+                )
                 check_number(value, what=shown, low=low, high=high, whole=isinstance(value, int))
             elif isinstance(value, str):
                 check_text(value, what=shown)
@@ -203,8 +240,10 @@ def parse_yaml(text: str, *, where: str) -> Any:
                 depth += 1
                 if depth > MAX_YAML_DEPTH:
                     line = event.start_mark.line + 1
-                    raise InputError(f"{where} nests deeper than {MAX_YAML_DEPTH} levels (at line {line}); "
-                                     "a config needs 4: flatten it")
+                    raise InputError(
+                        f"{where} nests deeper than {MAX_YAML_DEPTH} levels (at line {line}); "
+                        "a config needs 4: flatten it"
+                    )
             elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
                 depth -= 1
             elif isinstance(event, yaml.AliasEvent):
@@ -231,13 +270,17 @@ def read_yaml_file(path: str | Path) -> Any:
     except OSError as e:
         raise InputError(f"cannot read config file {path}: {e.strerror or e}; check the path") from None
     if len(data) > MAX_YAML_BYTES:
-        raise InputError(f"config file {path} is larger than {MAX_YAML_BYTES // 1024} KiB; a config is a few KB: "
-                         "check that it is the right file")
+        raise InputError(
+            f"config file {path} is larger than {MAX_YAML_BYTES // 1024} KiB; a config is a few KB: "
+            "check that it is the right file"
+        )
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as e:
-        raise InputError(f"config file {path} is not UTF-8 text (byte 0x{data[e.start]:02x} at offset {e.start}); "
-                         "give a YAML text file saved as UTF-8") from None
+        raise InputError(
+            f"config file {path} is not UTF-8 text (byte 0x{data[e.start]:02x} at offset {e.start}); "
+            "give a YAML text file saved as UTF-8"
+        ) from None
     return parse_yaml(text, where=str(path))
 
 
@@ -401,7 +444,11 @@ def check_port_free(host: str, port: int, *, flag: str = "--port") -> None:
             s.bind(addr)
         except OSError as e:
             if e.errno in (98, 48):  # EADDRINUSE (Linux, macOS)
-                raise InputError(f"{flag} {port} on {host} is in use by {port_holder(port)}; choose another {flag} "
-                                 "or stop that server") from None
-            raise InputError(f"cannot listen on {host}:{port} ({e.strerror or e}); "
-                             f"use --host 127.0.0.1 and a {flag} from 1024 to 65535") from None
+                raise InputError(
+                    f"{flag} {port} on {host} is in use by {port_holder(port)}; choose another {flag} "
+                    "or stop that server"
+                ) from None
+            raise InputError(
+                f"cannot listen on {host}:{port} ({e.strerror or e}); "
+                f"use --host 127.0.0.1 and a {flag} from 1024 to 65535"
+            ) from None

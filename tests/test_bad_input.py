@@ -86,11 +86,15 @@ def world(tmp_path_factory):
     (w / "binary.yaml").write_bytes(bytes(range(256)))
     (w / "deep-list.yaml").write_text("train: " + "[" * 20000 + "]" * 20000 + "\n")
     (w / "deep-map.yaml").write_text("".join("  " * i + f"k{i}:\n" for i in range(40)) + "  " * 40 + "v: 1\n")
-    (w / "dup-section.yaml").write_text("base: digits-tiny\noptim: {lr_g: 2.0e-4}\ntrain: {kimg: 1}\noptim: {lr_d: 1.0e-4}\n")
+    (w / "dup-section.yaml").write_text(
+        "base: digits-tiny\noptim: {lr_g: 2.0e-4}\ntrain: {kimg: 1}\noptim: {lr_d: 1.0e-4}\n"
+    )
     (w / "dup-field.yaml").write_text("base: digits-tiny\noptim:\n  lr_g: 2.0e-4\n  lr_g: 3.0e-4\n")
     (w / "huge.yaml").write_text("base: digits-tiny\n" + "# padding\n" * 120_000)
-    (w / "aliases.yaml").write_text("a: &a [x, x, x, x, x, x, x, x, x]\n"
-                                   + "".join(f"b{i}: &b{i} [*{'a' if i == 0 else f'b{i - 1}'}] \n" for i in range(70)))
+    (w / "aliases.yaml").write_text(
+        "a: &a [x, x, x, x, x, x, x, x, x]\n"
+        + "".join(f"b{i}: &b{i} [*{'a' if i == 0 else f'b{i - 1}'}] \n" for i in range(70))
+    )
     (w / "code-tag.yaml").write_text("base: digits-tiny\nname: !!python/object/apply:os.system ['echo pwned']\n")
     (w / "nul-root.yaml").write_text('base: digits-tiny\ndata: {root: "/data\\0/x"}\n')
     (w / "escape-name.yaml").write_text("base: digits-tiny\nname: ../../outside\n")
@@ -349,7 +353,11 @@ CASES = [
     ("yaml-binary", ["train", "{w}/binary.yaml"], ["is not UTF-8 text", "byte 0x80", "saved as UTF-8"]),
     ("yaml-deep-lists", ["config", "show", "{w}/deep-list.yaml"], ["nests deeper than 32 levels", "flatten it"]),
     ("yaml-deep-mappings", ["train", "{w}/deep-map.yaml"], ["nests deeper than 32 levels", "line 33"]),
-    ("yaml-duplicate-section", ["train", "{w}/dup-section.yaml"], ["duplicate key 'optim' at line 4", "first at line 2", "keep one"]),
+    (
+        "yaml-duplicate-section",
+        ["train", "{w}/dup-section.yaml"],
+        ["duplicate key 'optim' at line 4", "first at line 2", "keep one"],
+    ),
     ("yaml-duplicate-field", ["summary", "{w}/dup-field.yaml"], ["duplicate key 'lr_g' at line 4", "first at line 3"]),
     ("yaml-too-large", ["train", "{w}/huge.yaml"], ["larger than 1024 KiB", "right file"]),
     ("yaml-alias-bomb", ["config", "show", "{w}/aliases.yaml"], ["more than 64 aliases", "write the values out"]),
@@ -361,43 +369,142 @@ CASES = [
     ("preset-name-too-long", ["summary", "p" * 300], ["File name too long", "give a preset name"]),
     ("preset-nul", ["config", "show", "digits\0tiny"], ["PRESET holds the control character", "remove it"]),
     # numbers: seeds, non-finite values, sizes, counts, list lengths
-    ("seed-overflow", ["train", "digits-tiny", "--set", "seed=99999999999999999999999"],
-     ["seed=99999999999999999999999 is out of range", "from 0 to 9223372036854775807"]),
+    (
+        "seed-overflow",
+        ["train", "digits-tiny", "--set", "seed=99999999999999999999999"],
+        ["seed=99999999999999999999999 is out of range", "from 0 to 9223372036854775807"],
+    ),
     ("seed-negative", ["train", "digits-tiny", "--set", "seed=-1"], ["seed=-1 is out of range", "whole number"]),
-    ("eval-seed-2-pow-63", ["train", "digits-tiny", "--set", "eval.seed=9223372036854775808"], ["eval.seed=9223372036854775808"]),
-    ("sweep-seed-negative", ["sweep", "digits-tiny", "--set", "sweep.seed=-7", "--dry-run"], ["sweep.seed=-7 is out of range"]),
-    ("lr-infinite", ["train", "digits-tiny", "--set", "optim.lr_g=.inf"], ["optim.lr_g=inf is not a finite number", "from 0 to 10"]),
+    (
+        "eval-seed-2-pow-63",
+        ["train", "digits-tiny", "--set", "eval.seed=9223372036854775808"],
+        ["eval.seed=9223372036854775808"],
+    ),
+    (
+        "sweep-seed-negative",
+        ["sweep", "digits-tiny", "--set", "sweep.seed=-7", "--dry-run"],
+        ["sweep.seed=-7 is out of range"],
+    ),
+    (
+        "lr-infinite",
+        ["train", "digits-tiny", "--set", "optim.lr_g=.inf"],
+        ["optim.lr_g=inf is not a finite number", "from 0 to 10"],
+    ),
     ("lr-nan", ["train", "digits-tiny", "--set", "optim.lr_d=nan"], ["optim.lr_d"]),
     ("kimg-infinite", ["train", "digits-tiny", "--kimg", "inf"], ["train.kimg=inf is not a finite number"]),
     ("kimg-nan", ["train", "digits-tiny", "--kimg", "nan"], ["train.kimg"]),
-    ("kimg-runs-forever", ["train", "digits-tiny", "--kimg", "1e12"], ["train.kimg=1e+12 is out of range", "to 1000000"]),
-    ("n-fake-runs-forever", ["train", "digits-tiny", "--set", "eval.n_fake=1000000000000"], ["eval.n_fake=1000000000000 is out of range", "from 2 to 10000000"]),
-    ("batch-too-large", ["train", "digits-tiny", "--set", "optim.batch_d=1099511627776"], ["optim.batch_d=1099511627776 is out of range"]),
-    ("width-too-large", ["summary", "digits-tiny", "--set", "model.g.embed_dim=1000000000000"], ["model.g.embed_dim=1000000000000 is out of range"]),
-    ("float-too-large", ["train", "digits-tiny", "--set", "loss.gp_weight=1.0e+300"], ["loss.gp_weight=1e+300 is out of range"]),
-    ("int-from-huge-float", ["train", "digits-tiny", "--set", "optim.n_critic=1.0e+30"], ["optim.n_critic", "as an integer"]),
-    ("workers-too-many", ["train", "digits-tiny", "--ray", "--set", "resources.workers=1000000000"], ["resources.workers=1000000000 is out of range"]),
-    ("list-too-long", ["train", "digits-tiny", "--set", "model.g.depths=[" + ",".join(["1"] * 100) + "]"], ["model.g.depths has 100 items", "at most 64"]),
+    (
+        "kimg-runs-forever",
+        ["train", "digits-tiny", "--kimg", "1e12"],
+        ["train.kimg=1e+12 is out of range", "to 1000000"],
+    ),
+    (
+        "n-fake-runs-forever",
+        ["train", "digits-tiny", "--set", "eval.n_fake=1000000000000"],
+        ["eval.n_fake=1000000000000 is out of range", "from 2 to 10000000"],
+    ),
+    (
+        "batch-too-large",
+        ["train", "digits-tiny", "--set", "optim.batch_d=1099511627776"],
+        ["optim.batch_d=1099511627776 is out of range"],
+    ),
+    (
+        "width-too-large",
+        ["summary", "digits-tiny", "--set", "model.g.embed_dim=1000000000000"],
+        ["model.g.embed_dim=1000000000000 is out of range"],
+    ),
+    (
+        "float-too-large",
+        ["train", "digits-tiny", "--set", "loss.gp_weight=1.0e+300"],
+        ["loss.gp_weight=1e+300 is out of range"],
+    ),
+    (
+        "int-from-huge-float",
+        ["train", "digits-tiny", "--set", "optim.n_critic=1.0e+30"],
+        ["optim.n_critic", "as an integer"],
+    ),
+    (
+        "workers-too-many",
+        ["train", "digits-tiny", "--ray", "--set", "resources.workers=1000000000"],
+        ["resources.workers=1000000000 is out of range"],
+    ),
+    (
+        "list-too-long",
+        ["train", "digits-tiny", "--set", "model.g.depths=[" + ",".join(["1"] * 100) + "]"],
+        ["model.g.depths has 100 items", "at most 64"],
+    ),
     # names and text that become paths
-    ("name-escapes-out", ["train", "digits-tiny", "--set", "name=../esc"], ["name='../esc' is not a valid name", "e.g. my-run_2"]),
+    (
+        "name-escapes-out",
+        ["train", "digits-tiny", "--set", "name=../esc"],
+        ["name='../esc' is not a valid name", "e.g. my-run_2"],
+    ),
     ("name-absolute", ["train", "digits-tiny", "--set", "name=/tmp/x"], ["name='/tmp/x' is not a valid name"]),
     ("name-too-long", ["train", "digits-tiny", "--set", "name=" + "n" * 65], ["is not a valid name", "1 to 64"]),
     ("name-space", ["train", "digits-tiny", "--set", "name=my run"], ["name='my run' is not a valid name"]),
-    ("text-escape-sequence", ["train", "digits-tiny", "--set", "tracking.experiment=\x1b[31mred"], ["tracking.experiment", "control character '\\x1b'"]),
-    ("set-value-too-deep", ["train", "digits-tiny", "--set", "model.g.depths=" + "[" * 40 + "]" * 40], ["--set model.g.depths nests deeper than 32"]),
-    ("set-value-too-long", ["train", "digits-tiny", "--set", "data.root=" + "r" * 70000], ["--set data.root is 70000 characters long", "at most 65536"]),
+    (
+        "text-escape-sequence",
+        ["train", "digits-tiny", "--set", "tracking.experiment=\x1b[31mred"],
+        ["tracking.experiment", "control character '\\x1b'"],
+    ),
+    (
+        "set-value-too-deep",
+        ["train", "digits-tiny", "--set", "model.g.depths=" + "[" * 40 + "]" * 40],
+        ["--set model.g.depths nests deeper than 32"],
+    ),
+    (
+        "set-value-too-long",
+        ["train", "digits-tiny", "--set", "data.root=" + "r" * 70000],
+        ["--set data.root is 70000 characters long", "at most 65536"],
+    ),
     ("set-key-too-long", ["train", "digits-tiny", "--set", "k" * 300 + "=1"], ["the key is 300 characters long"]),
-    ("sweep-name-escapes", ["sweep", "digits-tiny", "--name", "../../x", "--dry-run"], ["--name='../../x' is not a valid name"]),
-    ("sweep-space-path", ["sweep", "digits-tiny", "--space", "/etc/passwd", "--dry-run"], ["--space='/etc/passwd' is not a valid name"]),
+    (
+        "sweep-name-escapes",
+        ["sweep", "digits-tiny", "--name", "../../x", "--dry-run"],
+        ["--name='../../x' is not a valid name"],
+    ),
+    (
+        "sweep-space-path",
+        ["sweep", "digits-tiny", "--space", "/etc/passwd", "--dry-run"],
+        ["--space='/etc/passwd' is not a valid name"],
+    ),
     # CLI counts and sizes
-    ("eval-n-runs-forever", ["eval", "{w}/run", "--n", "1000000000000"], ["--n 1000000000000 is out of range", "from 2 to 10000000"]),
+    (
+        "eval-n-runs-forever",
+        ["eval", "{w}/run", "--n", "1000000000000"],
+        ["--n 1000000000000 is out of range", "from 2 to 10000000"],
+    ),
     ("eval-batch-too-large", ["eval", "{w}/run", "--batch", "100000000"], ["--batch 100000000 is out of range"]),
-    ("sweep-samples-zero", ["sweep", "digits-tiny", "--samples", "0", "--dry-run"], ["--samples 0 is out of range", "from 1 to 10000"]),
-    ("sweep-samples-negative", ["sweep", "digits-tiny", "--samples", "-4", "--dry-run"], ["--samples -4 is out of range"]),
-    ("sample-seed-negative", ["sample", "{w}/run", "--seed", "-1"], ["--seed -1 is out of range", "from 0 to 9223372036854775807"]),
-    ("sample-seed-overflow", ["sample", "{w}/run", "--seed", "18446744073709551616"], ["--seed 18446744073709551616 is out of range"]),
-    ("sample-n-too-many", ["sample", "{w}/run", "--n", "1000000000"], ["--n 1000000000 is out of range", "from 1 to 100000"]),
-    ("sample-interpolate-too-many", ["sample", "{w}/run", "--interpolate", "100000"], ["--interpolate 100000 is out of range"]),
+    (
+        "sweep-samples-zero",
+        ["sweep", "digits-tiny", "--samples", "0", "--dry-run"],
+        ["--samples 0 is out of range", "from 1 to 10000"],
+    ),
+    (
+        "sweep-samples-negative",
+        ["sweep", "digits-tiny", "--samples", "-4", "--dry-run"],
+        ["--samples -4 is out of range"],
+    ),
+    (
+        "sample-seed-negative",
+        ["sample", "{w}/run", "--seed", "-1"],
+        ["--seed -1 is out of range", "from 0 to 9223372036854775807"],
+    ),
+    (
+        "sample-seed-overflow",
+        ["sample", "{w}/run", "--seed", "18446744073709551616"],
+        ["--seed 18446744073709551616 is out of range"],
+    ),
+    (
+        "sample-n-too-many",
+        ["sample", "{w}/run", "--n", "1000000000"],
+        ["--n 1000000000 is out of range", "from 1 to 100000"],
+    ),
+    (
+        "sample-interpolate-too-many",
+        ["sample", "{w}/run", "--interpolate", "100000"],
+        ["--interpolate 100000 is out of range"],
+    ),
     ("table-top-zero", ["table", "--top", "0"], ["--top 0 is out of range"]),
     ("cli-count-not-whole", ["sweep", "digits-tiny", "--samples", "2.5", "--dry-run"], ["invalid whole number '2.5'"]),
     # output paths: folders where files go, files where folders go
@@ -410,10 +517,16 @@ CASES = [
     # ports and addresses for `ui`
     ("ui-port-negative", ["ui", "--port", "-1"], ["--port -1 is not a TCP port", "from 1 to 65535"]),
     ("ui-port-too-large", ["ui", "--port", "70000"], ["--port 70000 is not a TCP port"]),
-    ("ui-port-in-use", ["ui", "--tracking-uri", "sqlite:///{w}/store/mlflow.db", "--port", "{busy}"],
-     ["--port {busy} on 127.0.0.1 is in use by pid", "choose another --port"]),
-    ("ui-host-not-local", ["ui", "--tracking-uri", "sqlite:///{w}/store/mlflow.db", "--host", "192.0.2.1", "--port", "{busy}"],
-     ["cannot listen on 192.0.2.1", "--host 127.0.0.1"]),
+    (
+        "ui-port-in-use",
+        ["ui", "--tracking-uri", "sqlite:///{w}/store/mlflow.db", "--port", "{busy}"],
+        ["--port {busy} on 127.0.0.1 is in use by pid", "choose another --port"],
+    ),
+    (
+        "ui-host-not-local",
+        ["ui", "--tracking-uri", "sqlite:///{w}/store/mlflow.db", "--host", "192.0.2.1", "--port", "{busy}"],
+        ["cannot listen on 192.0.2.1", "--host 127.0.0.1"],
+    ),
 ]
 FIRST_HARDENING_CASE = "yaml-binary"  # the cases from here on came with the input-hardening work
 

@@ -19,11 +19,17 @@ from pathlib import Path
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
 from transgan_lab.platform import config as C
 from transgan_lab.platform.cli import main
 
-SETTINGS = settings(max_examples=120, deadline=None, derandomize=True, database=None,
-                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+SETTINGS = settings(
+    max_examples=120,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 
 # The schema's own dotted keys (so many examples reach the numeric and name rules), and its words.
 KNOWN_KEYS = sorted(C.flatten(C.load_config("digits-tiny").model_dump(mode="json")))
@@ -39,16 +45,47 @@ scalars = st.one_of(numbers, texts, st.booleans(), st.none())
 # YAML spellings a user types after `=`: numbers, inf/nan, lists, maps, nesting, quotes, bare text.
 value_text = st.one_of(
     numbers.map(repr),
-    st.sampled_from([".inf", "-.inf", ".nan", "nan", "inf", "~", "null", "[]", "{}", "[1, 2", "'x", "&a [*a]",
-                     "!!python/object/apply:os.system ['true']", "[" * 50 + "]" * 50, "1e400", "0x10", "0o7",
-                     "2001-12-14", "!!binary aGk=", "? a", "- x", "a: b", "{a: {b: {c: 1}}}"]),
+    st.sampled_from(
+        [
+            ".inf",
+            "-.inf",
+            ".nan",
+            "nan",
+            "inf",
+            "~",
+            "null",
+            "[]",
+            "{}",
+            "[1, 2",
+            "'x",
+            "&a [*a]",
+            "!!python/object/apply:os.system ['true']",
+            "[" * 50 + "]" * 50,
+            "1e400",
+            "0x10",
+            "0o7",
+            "2001-12-14",
+            "!!binary aGk=",
+            "? a",
+            "- x",
+            "a: b",
+            "{a: {b: {c: 1}}}",
+        ]
+    ),
     texts,
-    st.recursive(scalars, lambda inner: st.one_of(st.lists(inner, max_size=4),
-                                                  st.dictionaries(st.sampled_from(WORDS), inner, max_size=4)),
-                 max_leaves=8).map(lambda v: yaml.safe_dump(v, default_flow_style=True).strip()),
+    st.recursive(
+        scalars,
+        lambda inner: st.one_of(
+            st.lists(inner, max_size=4), st.dictionaries(st.sampled_from(WORDS), inner, max_size=4)
+        ),
+        max_leaves=8,
+    ).map(lambda v: yaml.safe_dump(v, default_flow_style=True).strip()),
 )
-keys = st.one_of(st.sampled_from(KNOWN_KEYS), st.text(max_size=30),
-                 st.lists(st.sampled_from(WORDS), min_size=1, max_size=4).map(".".join))
+keys = st.one_of(
+    st.sampled_from(KNOWN_KEYS),
+    st.text(max_size=30),
+    st.lists(st.sampled_from(WORDS), min_size=1, max_size=4).map(".".join),
+)
 documents = st.recursive(
     scalars,
     lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(st.sampled_from(WORDS), inner, max_size=5)),
@@ -101,8 +138,11 @@ def test_random_set_overrides_never_crash_and_never_write(sets):
         argv += ["--set", f"{k}={v}"]
     with _sandbox() as root:
         _run(["config", "show", "digits-tiny", *argv], root / "cwd", root / "out")
-        _run(["train", "digits-tiny", *argv, "--dry-run", "--no-tracking", "--out", str(root / "out")],
-             root / "cwd", root / "out")
+        _run(
+            ["train", "digits-tiny", *argv, "--dry-run", "--no-tracking", "--out", str(root / "out")],
+            root / "cwd",
+            root / "out",
+        )
 
 
 @SETTINGS
@@ -115,8 +155,12 @@ def test_random_yaml_documents_never_crash_and_never_write(doc, base):
         cfg.parent.mkdir()
         cfg.write_text(yaml.safe_dump(doc))
         _run(["config", "show", str(cfg)], root / "cwd", root / "out", cfg.parent)
-        _run(["train", str(cfg), "--dry-run", "--no-tracking", "--out", str(root / "out")],
-             root / "cwd", root / "out", cfg.parent)
+        _run(
+            ["train", str(cfg), "--dry-run", "--no-tracking", "--out", str(root / "out")],
+            root / "cwd",
+            root / "out",
+            cfg.parent,
+        )
 
 
 @SETTINGS

@@ -19,7 +19,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import free_port, wait_http
 
 pytestmark = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc to list processes")
@@ -82,8 +81,13 @@ def _start_ui(tmp_path: Path, port: int) -> subprocess.Popen:
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "true"}  # its huey workers too: the worst case
     env.pop("MLFLOW_TRACKING_URI", None)
     with open(tmp_path / "ui.log", "ab") as log:  # the CLI keeps its own copy of the file
-        proc = subprocess.Popen([sys.executable, "-m", "transgan_lab", "ui", "--tracking-uri", f"sqlite:///{db}",
-                                 "--port", str(port)], cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "transgan_lab", "ui", "--tracking-uri", f"sqlite:///{db}", "--port", str(port)],
+            cwd=tmp_path,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
     try:
         wait_http(f"http://127.0.0.1:{port}/health", timeout_s=180, proc=proc)
         deadline = time.monotonic() + 120  # the job runner starts its huey consumers after the server
