@@ -13,6 +13,8 @@ import os
 import sys
 import traceback
 
+from transgan_lab.platform import validate as V
+
 
 class UserError(Exception):
     """Bad input: printed as one paragraph, exit code 2."""
@@ -28,6 +30,7 @@ _USER_ERRORS = (
     "UserError",
     "TrackingUnavailable",
     "AnalysisError",
+    "InputError",
 )
 
 
@@ -36,7 +39,12 @@ def is_user_error(e: BaseException) -> bool:
 
 
 def _preset_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("preset", metavar="PRESET", help="preset name (see `transgan-lab config list`) or a YAML path")
+    p.add_argument(
+        "preset",
+        type=V.arg_text("PRESET"),
+        metavar="PRESET",
+        help="preset name (see `transgan-lab config list`) or a YAML path",
+    )
     p.add_argument(
         "--set",
         dest="overrides",
@@ -70,8 +78,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train one run in this process (no Ray needed)")
     _preset_args(p)
     p.add_argument("--kimg", type=float, help="training length in thousands of real images shown to D")
-    p.add_argument("--out", default="runs", help="output root (default: ./runs)")
-    p.add_argument("--resume", metavar="DIR", help="resume from a run directory or checkpoint directory")
+    p.add_argument("--out", type=V.arg_out_dir("--out"), default="runs", help="output root (default: ./runs)")
+    p.add_argument(
+        "--resume",
+        type=V.arg_text("--resume"),
+        metavar="DIR",
+        help="resume from a run directory or checkpoint directory",
+    )
     p.add_argument(
         "--allow-config-change",
         action="store_true",
@@ -84,20 +97,47 @@ def build_parser() -> argparse.ArgumentParser:
     # sweep
     p = sub.add_parser("sweep", help="Ray Tune + Optuna sweep, every trial a Ray Train run, tracked in MLflow")
     _preset_args(p)
-    p.add_argument("--space", help="search space name in platform/sweep/spaces.py (default: sweep.space)")
-    p.add_argument("--samples", type=int, help="number of trials (default: sweep.num_samples)")
-    p.add_argument("--name", help="sweep name; rerunning the same name resumes it")
-    p.add_argument("--out", default="runs", help="output root (Ray storage and the default MLflow store)")
-    p.add_argument("--address", help="Ray address (default: start a local runtime, or 'auto' on a cluster)")
+    p.add_argument(
+        "--space",
+        type=V.arg_name("--space"),
+        help="search space name in platform/sweep/spaces.py (default: sweep.space)",
+    )
+    p.add_argument(
+        "--samples",
+        type=V.arg_number("sweep.num_samples", "--samples"),
+        help="number of trials (default: sweep.num_samples)",
+    )
+    p.add_argument("--name", type=V.arg_name("--name"), help="sweep name; rerunning the same name resumes it")
+    p.add_argument(
+        "--out",
+        type=V.arg_out_dir("--out"),
+        default="runs",
+        help="output root (Ray storage and the default MLflow store)",
+    )
+    p.add_argument(
+        "--address",
+        type=V.arg_text("--address"),
+        help="Ray address (default: start a local runtime, or 'auto' on a cluster)",
+    )
     p.add_argument("--dry-run", action="store_true", help="print the resolved config and resources, then exit")
 
     # eval
     p = sub.add_parser("eval", help="evaluate a checkpoint's EMA generator")
-    p.add_argument("checkpoint", metavar="CHECKPOINT", help="checkpoint directory or run directory")
-    p.add_argument("--metrics", help="comma list of fid,is,kid,digits_fid,digits_is (default: the run's eval.metrics)")
-    p.add_argument("--n", type=int, help="number of generated images (default: eval.n_fake)")
-    p.add_argument("--batch", type=int, help="generation batch size")
-    p.add_argument("--inception-weights", help="path to the TF-Inception weights file")
+    p.add_argument(
+        "checkpoint", type=V.arg_text("CHECKPOINT"), metavar="CHECKPOINT", help="checkpoint directory or run directory"
+    )
+    p.add_argument(
+        "--metrics",
+        type=V.arg_text("--metrics"),
+        help="comma list of fid,is,kid,digits_fid,digits_is (default: the run's eval.metrics)",
+    )
+    p.add_argument(
+        "--n", type=V.arg_number("eval.n_fake", "--n"), help="number of generated images (default: eval.n_fake)"
+    )
+    p.add_argument("--batch", type=V.arg_number("eval.batch", "--batch"), help="generation batch size")
+    p.add_argument(
+        "--inception-weights", type=V.arg_text("--inception-weights"), help="path to the TF-Inception weights file"
+    )
     p.add_argument("--json", action="store_true", help="print values and protocols as JSON")
     p.add_argument(
         "--protocol",
@@ -105,12 +145,27 @@ def build_parser() -> argparse.ArgumentParser:
         default="ours",
         help="'official': also compute fid/is under the official TransGAN evaluation, side by side",
     )
-    p.add_argument("--official-stats", metavar="NPZ", help="the official fid_stat/*.npz file (--protocol official)")
+    p.add_argument(
+        "--official-stats",
+        type=V.arg_text("--official-stats"),
+        metavar="NPZ",
+        help="the official fid_stat/*.npz file (--protocol official)",
+    )
 
     # import-official
     p = sub.add_parser("import-official", help="convert an official TransGAN checkpoint into one of our run folders")
-    p.add_argument("checkpoint", metavar="CKPT", help="the official checkpoint file (train_derived.py's dict)")
-    p.add_argument("--preset", required=True, help="our preset that is the file's official counterpart (README table)")
+    p.add_argument(
+        "checkpoint",
+        type=V.arg_text("CKPT"),
+        metavar="CKPT",
+        help="the official checkpoint file (train_derived.py's dict)",
+    )
+    p.add_argument(
+        "--preset",
+        type=V.arg_text("--preset"),
+        required=True,
+        help="our preset that is the file's official counterpart (README table)",
+    )
     p.add_argument(
         "--set",
         dest="overrides",
@@ -119,8 +174,17 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="override a config value after the counterpart's own overrides (repeatable)",
     )
-    p.add_argument("--out", required=True, help="run folder to create (eval, sample and train --resume take it)")
-    p.add_argument("--official-d", help="official --dis_model of the file when it does not record it")
+    p.add_argument(
+        "--out",
+        type=V.arg_out_dir("--out"),
+        required=True,
+        help="run folder to create (eval, sample and train --resume take it)",
+    )
+    p.add_argument(
+        "--official-d",
+        type=V.arg_text("--official-d"),
+        help="official --dis_model of the file when it does not record it",
+    )
     p.add_argument("--fresh-optimizers", action="store_true", help="do not import the official Adam states")
     p.add_argument(
         "--generator-only",
@@ -130,26 +194,42 @@ def build_parser() -> argparse.ArgumentParser:
 
     # sample
     p = sub.add_parser("sample", help="write PNG samples from a checkpoint's EMA generator")
-    p.add_argument("checkpoint", metavar="CHECKPOINT")
-    p.add_argument("--n", type=int, default=16)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default="samples")
+    p.add_argument("checkpoint", type=V.arg_text("CHECKPOINT"), metavar="CHECKPOINT")
+    p.add_argument("--n", type=V.arg_number("sample.n", "--n"), default=16)
+    p.add_argument("--seed", type=V.arg_number("seed", "--seed"), default=0)
+    p.add_argument("--out", type=V.arg_out_dir("--out"), default="samples")
     p.add_argument("--grid", action="store_true", help="also write one grid image")
-    p.add_argument("--interpolate", type=int, default=0, metavar="K", help="K-step latent interpolations")
+    p.add_argument(
+        "--interpolate",
+        type=V.arg_number("sample.interpolate", "--interpolate"),
+        default=0,
+        metavar="K",
+        help="K-step latent interpolations",
+    )
 
     # table
     p = sub.add_parser("table", help="paper-style tables from recorded runs")
     p.add_argument(
-        "study", nargs="?", default="sweep", help="table1|table2|table3|table4|sota|celeba|sweep (default: sweep)"
+        "study",
+        type=V.arg_text("STUDY"),
+        nargs="?",
+        default="sweep",
+        help="table1|table2|table3|table4|sota|celeba|sweep (default: sweep)",
     )
-    p.add_argument("--sweep", help="sweep id (for `sweep`; default: the newest sweep)")
-    p.add_argument("--tracking-uri", help="MLflow tracking URI (default: sqlite:///runs/mlflow.db)")
-    p.add_argument("--experiment", default=None, help="MLflow experiment name")
-    p.add_argument("--parquet", help="read runs from this Parquet export instead of MLflow")
-    p.add_argument("--export", help="write the loaded runs to this Parquet file")
+    p.add_argument("--sweep", type=V.arg_text("--sweep"), help="sweep id (for `sweep`; default: the newest sweep)")
+    p.add_argument(
+        "--tracking-uri",
+        type=V.arg_text("--tracking-uri"),
+        help="MLflow tracking URI (default: sqlite:///runs/mlflow.db)",
+    )
+    p.add_argument("--experiment", type=V.arg_text("--experiment"), default=None, help="MLflow experiment name")
+    p.add_argument(
+        "--parquet", type=V.arg_text("--parquet"), help="read runs from this Parquet export instead of MLflow"
+    )
+    p.add_argument("--export", type=V.arg_out_file("--export"), help="write the loaded runs to this Parquet file")
     p.add_argument("--format", default="terminal", choices=["terminal", "markdown", "latex", "html", "csv"])
     p.add_argument("--pick", default="final", choices=["final", "best"], help="per-run value rule")
-    p.add_argument("--top", type=int, default=10, help="rows of a sweep table")
+    p.add_argument("--top", type=V.arg_number("table.top", "--top"), default=10, help="rows of a sweep table")
     p.add_argument(
         "--protocol",
         action="append",
@@ -161,16 +241,23 @@ def build_parser() -> argparse.ArgumentParser:
 
     # report
     p = sub.add_parser("report", help="self-contained HTML report of a sweep")
-    p.add_argument("sweep", nargs="?", help="sweep id (default: the newest sweep)")
-    p.add_argument("--tracking-uri")
-    p.add_argument("--experiment", default=None)
-    p.add_argument("--out", default="report.html")
+    p.add_argument("sweep", type=V.arg_text("SWEEP"), nargs="?", help="sweep id (default: the newest sweep)")
+    p.add_argument("--tracking-uri", type=V.arg_text("--tracking-uri"))
+    p.add_argument("--experiment", type=V.arg_text("--experiment"), default=None)
+    p.add_argument("--out", type=V.arg_out_file("--out"), default="report.html")
 
     # ui
     p = sub.add_parser("ui", help="MLflow UI on 127.0.0.1 for the run store")
-    p.add_argument("--tracking-uri", help="store to show (default: sqlite:///runs/mlflow.db)")
-    p.add_argument("--port", type=int, default=5000)
-    p.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1: this machine only)")
+    p.add_argument(
+        "--tracking-uri", type=V.arg_text("--tracking-uri"), help="store to show (default: sqlite:///runs/mlflow.db)"
+    )
+    p.add_argument("--port", type=V.arg_port("--port"), default=5000)
+    p.add_argument(
+        "--host",
+        type=V.arg_text("--host"),
+        default="127.0.0.1",
+        help="bind address (default 127.0.0.1: this machine only)",
+    )
     return ap
 
 
@@ -224,8 +311,14 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as e:  # argparse already printed usage + error; its code for bad args is 2
         return int(e.code or 0)
     module, func = COMMANDS[args.command]
+    from transgan_lab.platform import procs
+
     try:
-        return int(getattr(importlib.import_module(module), func)(args) or 0)
+        with procs.signals_raise():  # SIGTERM/SIGHUP unwind like Ctrl-C: every started process is ended
+            return int(getattr(importlib.import_module(module), func)(args) or 0)
+    except procs.Terminated as e:
+        print(f"stopped: {e}", file=sys.stderr)
+        return 128 + e.signum
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

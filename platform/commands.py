@@ -15,6 +15,7 @@ from typing import Any
 
 from transgan_lab.platform import config as C
 from transgan_lab.platform.cli import UserError
+from transgan_lab.platform.validate import contained
 
 
 def _load(args: argparse.Namespace, extra: list[str] | None = None) -> C.ExperimentConfig:
@@ -23,7 +24,9 @@ def _load(args: argparse.Namespace, extra: list[str] | None = None) -> C.Experim
 
 def run_dir_for(cfg: C.ExperimentConfig, out_root: str | Path) -> Path:
     """Deterministic run folder: <out>/<name>-<config hash[:8]>."""
-    return Path(out_root) / f"{cfg.name}-{C.config_hash(cfg)[:8]}"
+    name = f"{cfg.name}-{C.config_hash(cfg)[:8]}"
+    contained(out_root, name, what="the run folder")  # cfg.name is a checked name; this guards the rule
+    return Path(out_root) / name
 
 
 # ------------------------------------------------------------------------------ summary

@@ -56,7 +56,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_http(url: str, timeout_s: float = 60.0, proc: subprocess.Popen | None = None) -> None:
+def wait_http(url: str, timeout_s: float = 60.0, proc=None) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
@@ -70,8 +70,11 @@ def wait_http(url: str, timeout_s: float = 60.0, proc: subprocess.Popen | None =
     raise TimeoutError(f"{url} did not answer within {timeout_s} s")
 
 
-def stop_process(proc: subprocess.Popen, timeout_s: float = 15.0) -> None:
+def stop_process(proc, timeout_s: float = 15.0) -> None:
     """End a process we started (and its group) by PID."""
+    if hasattr(proc, "stop"):  # an OwnedProcess: its supervisor ends the whole group
+        proc.stop()
+        return
     if proc.poll() is not None:
         return
     try:
@@ -86,13 +89,18 @@ def stop_process(proc: subprocess.Popen, timeout_s: float = 15.0) -> None:
 
 
 class MlflowServer:
-    """A real `mlflow server` on 127.0.0.1 with a SQLite store; started and stopped by PID."""
+    """A real `mlflow server` on 127.0.0.1 with a SQLite store; started and stopped by PID.
+
+    It runs as an OwnedProcess (platform/procs.py): in a process group of its own whose supervisor
+    ends the whole group when this test process ends in any way, SIGKILL included, so a killed test
+    run leaves no server (and none of its worker processes) behind.
+    """
 
     def __init__(self, root: Path):
         self.root = root
         self.port = free_port()
         self.uri = f"http://127.0.0.1:{self.port}"
-        self.proc: subprocess.Popen | None = None
+        self.proc = None  # an OwnedProcess
 
     def start(self) -> MlflowServer:
         self.root.mkdir(parents=True, exist_ok=True)
@@ -111,7 +119,9 @@ class MlflowServer:
             "1",
         ]
         self.log = open(self.root / "server.log", "ab")
-        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
+        from transgan_lab.platform.procs import OwnedProcess
+
+        self.proc = OwnedProcess(cmd, stdout=self.log, stderr=subprocess.STDOUT)
         wait_http(self.uri + "/health", timeout_s=90, proc=self.proc)
         return self
 

@@ -82,7 +82,39 @@ def world(tmp_path_factory):
     )
     (w / "ckpt-damaged").mkdir()
     (w / "ckpt-damaged" / "manifest.json").write_text("{not json")
+    # Hostile YAML: binary, deep, duplicate keys, too large, alias bombs, code tags, control characters.
+    (w / "binary.yaml").write_bytes(bytes(range(256)))
+    (w / "deep-list.yaml").write_text("train: " + "[" * 20000 + "]" * 20000 + "\n")
+    (w / "deep-map.yaml").write_text("".join("  " * i + f"k{i}:\n" for i in range(40)) + "  " * 40 + "v: 1\n")
+    (w / "dup-section.yaml").write_text(
+        "base: digits-tiny\noptim: {lr_g: 2.0e-4}\ntrain: {kimg: 1}\noptim: {lr_d: 1.0e-4}\n"
+    )
+    (w / "dup-field.yaml").write_text("base: digits-tiny\noptim:\n  lr_g: 2.0e-4\n  lr_g: 3.0e-4\n")
+    (w / "huge.yaml").write_text("base: digits-tiny\n" + "# padding\n" * 120_000)
+    (w / "aliases.yaml").write_text(
+        "a: &a [x, x, x, x, x, x, x, x, x]\n"
+        + "".join(f"b{i}: &b{i} [*{'a' if i == 0 else f'b{i - 1}'}] \n" for i in range(70))
+    )
+    (w / "code-tag.yaml").write_text("base: digits-tiny\nname: !!python/object/apply:os.system ['echo pwned']\n")
+    (w / "nul-root.yaml").write_text('base: digits-tiny\ndata: {root: "/data\\0/x"}\n')
+    (w / "escape-name.yaml").write_text("base: digits-tiny\nname: ../../outside\n")
+    for i in range(20):  # a 'base' chain 20 files long
+        (w / f"chain{i}.yaml").write_text(f"base: chain{i + 1}.yaml\n" if i < 19 else "base: digits-tiny\n")
+    (w / "a-file").write_text("not a folder")
+    (w / "store").mkdir()
+    (w / "store" / "mlflow.db").write_bytes(b"")
     return w
+
+
+@pytest.fixture(scope="module")
+def busy_port():
+    """A port this process listens on (what `ui --port` must refuse, naming the holder)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        yield s.getsockname()[1]
 
 
 def _snapshot(*roots: Path) -> set[str]:
@@ -175,7 +207,7 @@ CASES = [
         ["need RGB images", "data.channels=3"],
     ),
     ("eval-metric-unknown", ["eval", "{w}/run", "--metrics", "fud"], ["unknown metric(s) ['fud']"]),
-    ("eval-n-too-small", ["eval", "{w}/run", "--n", "1"], ["--n 1", "at least 2"]),
+    ("eval-n-too-small", ["eval", "{w}/run", "--n", "1"], ["--n 1", "from 2 to"]),
     ("eval-batch-zero", ["eval", "{w}/run", "--batch", "0"], ["--batch 0"]),
     # datasets: names, paths, formats
     (
@@ -291,7 +323,7 @@ CASES = [
     ("eval-missing", ["eval", "{w}/no-such-run"], ["does not exist"]),
     ("eval-no-checkpoints", ["eval", "{w}/empty-folder"], ["no checkpoints under"]),
     ("sample-missing", ["sample", "{w}/no-such-run"], ["does not exist"]),
-    ("sample-n-zero", ["sample", "{w}/run", "--n", "0"], ["--n 0", "at least one image"]),
+    ("sample-n-zero", ["sample", "{w}/run", "--n", "0"], ["--n 0", "from 1 to"]),
     ("sample-interpolate-one", ["sample", "{w}/run", "--interpolate", "1"], ["--interpolate 1", ">= 2"]),
     (
         "sample-out-unwritable",
@@ -316,11 +348,191 @@ CASES = [
     ("cli-kimg-not-number", ["train", "digits-tiny", "--kimg", "lots"], ["--kimg", "invalid float value: 'lots'"]),
     ("cli-unknown-flag", ["train", "digits-tiny", "--epochs", "3"], ["unrecognized arguments: --epochs"]),
     ("cli-table-format", ["table", "--format", "pdf"], ["--format", "invalid choice: 'pdf'"]),
+    # --- hardening (issue 18): every class of input refused at the door ---
+    # YAML files: encoding, size, depth, duplicate keys, aliases, tags, base chains, text
+    ("yaml-binary", ["train", "{w}/binary.yaml"], ["is not UTF-8 text", "byte 0x80", "saved as UTF-8"]),
+    ("yaml-deep-lists", ["config", "show", "{w}/deep-list.yaml"], ["nests deeper than 32 levels", "flatten it"]),
+    ("yaml-deep-mappings", ["train", "{w}/deep-map.yaml"], ["nests deeper than 32 levels", "line 33"]),
+    (
+        "yaml-duplicate-section",
+        ["train", "{w}/dup-section.yaml"],
+        ["duplicate key 'optim' at line 4", "first at line 2", "keep one"],
+    ),
+    ("yaml-duplicate-field", ["summary", "{w}/dup-field.yaml"], ["duplicate key 'lr_g' at line 4", "first at line 3"]),
+    ("yaml-too-large", ["train", "{w}/huge.yaml"], ["larger than 1024 KiB", "right file"]),
+    ("yaml-alias-bomb", ["config", "show", "{w}/aliases.yaml"], ["more than 64 aliases", "write the values out"]),
+    ("yaml-python-tag", ["train", "{w}/code-tag.yaml"], ["not valid YAML", "line 2", "python/object/apply"]),
+    ("yaml-base-chain-too-deep", ["config", "show", "{w}/chain0.yaml"], ["more than 16 files deep", "shorten it"]),
+    ("yaml-nul-in-path", ["train", "{w}/nul-root.yaml"], ["data.root", "control character '\\x00'", "remove it"]),
+    ("yaml-name-escapes", ["train", "{w}/escape-name.yaml"], ["name='../../outside' is not a valid name", "no '/'"]),
+    ("preset-as-path-out", ["train", "../digits-tiny"], ["unknown preset '../digits-tiny'", "choose one of"]),
+    ("preset-name-too-long", ["summary", "p" * 300], ["File name too long", "give a preset name"]),
+    ("preset-nul", ["config", "show", "digits\0tiny"], ["PRESET holds the control character", "remove it"]),
+    # numbers: seeds, non-finite values, sizes, counts, list lengths
+    (
+        "seed-overflow",
+        ["train", "digits-tiny", "--set", "seed=99999999999999999999999"],
+        ["seed=99999999999999999999999 is out of range", "from 0 to 9223372036854775807"],
+    ),
+    ("seed-negative", ["train", "digits-tiny", "--set", "seed=-1"], ["seed=-1 is out of range", "whole number"]),
+    (
+        "eval-seed-2-pow-63",
+        ["train", "digits-tiny", "--set", "eval.seed=9223372036854775808"],
+        ["eval.seed=9223372036854775808"],
+    ),
+    (
+        "sweep-seed-negative",
+        ["sweep", "digits-tiny", "--set", "sweep.seed=-7", "--dry-run"],
+        ["sweep.seed=-7 is out of range"],
+    ),
+    (
+        "lr-infinite",
+        ["train", "digits-tiny", "--set", "optim.lr_g=.inf"],
+        ["optim.lr_g=inf is not a finite number", "from 0 to 10"],
+    ),
+    ("lr-nan", ["train", "digits-tiny", "--set", "optim.lr_d=nan"], ["optim.lr_d"]),
+    ("kimg-infinite", ["train", "digits-tiny", "--kimg", "inf"], ["train.kimg=inf is not a finite number"]),
+    ("kimg-nan", ["train", "digits-tiny", "--kimg", "nan"], ["train.kimg"]),
+    (
+        "kimg-runs-forever",
+        ["train", "digits-tiny", "--kimg", "1e12"],
+        ["train.kimg=1e+12 is out of range", "to 1000000"],
+    ),
+    (
+        "n-fake-runs-forever",
+        ["train", "digits-tiny", "--set", "eval.n_fake=1000000000000"],
+        ["eval.n_fake=1000000000000 is out of range", "from 2 to 10000000"],
+    ),
+    (
+        "batch-too-large",
+        ["train", "digits-tiny", "--set", "optim.batch_d=1099511627776"],
+        ["optim.batch_d=1099511627776 is out of range"],
+    ),
+    (
+        "width-too-large",
+        ["summary", "digits-tiny", "--set", "model.g.embed_dim=1000000000000"],
+        ["model.g.embed_dim=1000000000000 is out of range"],
+    ),
+    (
+        "float-too-large",
+        ["train", "digits-tiny", "--set", "loss.gp_weight=1.0e+300"],
+        ["loss.gp_weight=1e+300 is out of range"],
+    ),
+    (
+        "int-from-huge-float",
+        ["train", "digits-tiny", "--set", "optim.n_critic=1.0e+30"],
+        ["optim.n_critic", "as an integer"],
+    ),
+    (
+        "workers-too-many",
+        ["train", "digits-tiny", "--ray", "--set", "resources.workers=1000000000"],
+        ["resources.workers=1000000000 is out of range"],
+    ),
+    (
+        "list-too-long",
+        ["train", "digits-tiny", "--set", "model.g.depths=[" + ",".join(["1"] * 100) + "]"],
+        ["model.g.depths has 100 items", "at most 64"],
+    ),
+    # names and text that become paths
+    (
+        "name-escapes-out",
+        ["train", "digits-tiny", "--set", "name=../esc"],
+        ["name='../esc' is not a valid name", "e.g. my-run_2"],
+    ),
+    ("name-absolute", ["train", "digits-tiny", "--set", "name=/tmp/x"], ["name='/tmp/x' is not a valid name"]),
+    ("name-too-long", ["train", "digits-tiny", "--set", "name=" + "n" * 65], ["is not a valid name", "1 to 64"]),
+    ("name-space", ["train", "digits-tiny", "--set", "name=my run"], ["name='my run' is not a valid name"]),
+    (
+        "text-escape-sequence",
+        ["train", "digits-tiny", "--set", "tracking.experiment=\x1b[31mred"],
+        ["tracking.experiment", "control character '\\x1b'"],
+    ),
+    (
+        "set-value-too-deep",
+        ["train", "digits-tiny", "--set", "model.g.depths=" + "[" * 40 + "]" * 40],
+        ["--set model.g.depths nests deeper than 32"],
+    ),
+    (
+        "set-value-too-long",
+        ["train", "digits-tiny", "--set", "data.root=" + "r" * 70000],
+        ["--set data.root is 70000 characters long", "at most 65536"],
+    ),
+    ("set-key-too-long", ["train", "digits-tiny", "--set", "k" * 300 + "=1"], ["the key is 300 characters long"]),
+    (
+        "sweep-name-escapes",
+        ["sweep", "digits-tiny", "--name", "../../x", "--dry-run"],
+        ["--name='../../x' is not a valid name"],
+    ),
+    (
+        "sweep-space-path",
+        ["sweep", "digits-tiny", "--space", "/etc/passwd", "--dry-run"],
+        ["--space='/etc/passwd' is not a valid name"],
+    ),
+    # CLI counts and sizes
+    (
+        "eval-n-runs-forever",
+        ["eval", "{w}/run", "--n", "1000000000000"],
+        ["--n 1000000000000 is out of range", "from 2 to 10000000"],
+    ),
+    ("eval-batch-too-large", ["eval", "{w}/run", "--batch", "100000000"], ["--batch 100000000 is out of range"]),
+    (
+        "sweep-samples-zero",
+        ["sweep", "digits-tiny", "--samples", "0", "--dry-run"],
+        ["--samples 0 is out of range", "from 1 to 10000"],
+    ),
+    (
+        "sweep-samples-negative",
+        ["sweep", "digits-tiny", "--samples", "-4", "--dry-run"],
+        ["--samples -4 is out of range"],
+    ),
+    (
+        "sample-seed-negative",
+        ["sample", "{w}/run", "--seed", "-1"],
+        ["--seed -1 is out of range", "from 0 to 9223372036854775807"],
+    ),
+    (
+        "sample-seed-overflow",
+        ["sample", "{w}/run", "--seed", "18446744073709551616"],
+        ["--seed 18446744073709551616 is out of range"],
+    ),
+    (
+        "sample-n-too-many",
+        ["sample", "{w}/run", "--n", "1000000000"],
+        ["--n 1000000000 is out of range", "from 1 to 100000"],
+    ),
+    (
+        "sample-interpolate-too-many",
+        ["sample", "{w}/run", "--interpolate", "100000"],
+        ["--interpolate 100000 is out of range"],
+    ),
+    ("table-top-zero", ["table", "--top", "0"], ["--top 0 is out of range"]),
+    ("cli-count-not-whole", ["sweep", "digits-tiny", "--samples", "2.5", "--dry-run"], ["invalid whole number '2.5'"]),
+    # output paths: folders where files go, files where folders go
+    ("report-out-is-folder", ["report", "--out", "{out}"], ["--out", "is a folder", "give a file name"]),
+    ("report-out-trailing-slash", ["report", "--out", "{out}/new/"], ["is a folder"]),
+    ("report-out-under-a-file", ["report", "--out", "{w}/a-file/report.html"], ["a-file is a file, not a folder"]),
+    ("table-export-is-folder", ["table", "--export", "{out}"], ["--export", "is a folder"]),
+    ("train-out-is-file", ["train", "digits-tiny", "--out", "{w}/a-file"], ["--out", "is a file, not a folder"]),
+    ("sample-out-is-file", ["sample", "{w}/run", "--out", "{w}/a-file"], ["is a file, not a folder"]),
+    # ports and addresses for `ui`
+    ("ui-port-negative", ["ui", "--port", "-1"], ["--port -1 is not a TCP port", "from 1 to 65535"]),
+    ("ui-port-too-large", ["ui", "--port", "70000"], ["--port 70000 is not a TCP port"]),
+    (
+        "ui-port-in-use",
+        ["ui", "--tracking-uri", "sqlite:///{w}/store/mlflow.db", "--port", "{busy}"],
+        ["--port {busy} on 127.0.0.1 is in use by pid", "choose another --port"],
+    ),
+    (
+        "ui-host-not-local",
+        ["ui", "--tracking-uri", "sqlite:///{w}/store/mlflow.db", "--host", "192.0.2.1", "--port", "{busy}"],
+        ["cannot listen on 192.0.2.1", "--host 127.0.0.1"],
+    ),
 ]
+FIRST_HARDENING_CASE = "yaml-binary"  # the cases from here on came with the input-hardening work
 
 
-def _fill(argv, w, out):
-    return [a.replace("{w}", str(w)).replace("{out}", str(out)) for a in argv]
+def _fill(argv, w, out, busy=0):
+    return [a.replace("{w}", str(w)).replace("{out}", str(out)).replace("{busy}", str(busy)) for a in argv]
 
 
 def _check_message(err: str, words: list[str]) -> None:
@@ -336,8 +548,13 @@ def test_at_least_30_cases_across_all_kinds():
     assert len(CASES) >= 30 and len({c[0] for c in CASES}) == len(CASES)
 
 
+def test_hardening_added_at_least_40_cases():
+    first = [c[0] for c in CASES].index(FIRST_HARDENING_CASE)
+    assert first >= 54 and len(CASES) - first >= 40, (first, len(CASES))
+
+
 @pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
-def test_bad_input_in_process(case, world, tmp_path, monkeypatch, capsys):
+def test_bad_input_in_process(case, world, busy_port, tmp_path, monkeypatch, capsys):
     _, argv, words = case
     out = tmp_path / "out"
     out.mkdir()
@@ -345,7 +562,8 @@ def test_bad_input_in_process(case, world, tmp_path, monkeypatch, capsys):
     cwd.mkdir()
     monkeypatch.chdir(cwd)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    argv = _fill(argv, world, out)
+    argv = _fill(argv, world, out, busy_port)
+    words = _fill(words, world, out, busy_port)
     if argv[0] in ("train", "sample") and "--out" not in argv and "--help" not in argv:
         argv += ["--out", str(out)]
     before = _snapshot(out, cwd, world)

@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from transgan_lab.platform import validate as _validate
 from transgan_lab.platform.config.dotted import DottedKeyError, set_dotted
 from transgan_lab.platform.config.schema import ConfigError, ExperimentConfig
 from transgan_lab.trainers import hashing as _hashing
@@ -29,16 +30,10 @@ def preset_names() -> list[str]:
 
 
 def _read_yaml(path: Path) -> dict:
-    try:
-        text = path.read_text()
-    except OSError as e:
-        raise ConfigError(f"cannot read config file {path}: {e.strerror}; check the path") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise ConfigError(f"{path} is not valid YAML{where}: {getattr(e, 'problem', e)}; fix the syntax") from None
+    try:  # size, UTF-8, depth, aliases and duplicate keys checked (platform/validate.py)
+        data = _validate.read_yaml_file(path)
+    except _validate.InputError as e:
+        raise ConfigError(str(e)) from None
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -60,8 +55,15 @@ def _deep_merge(base: dict, over: dict) -> dict:
 
 def load_raw(preset_or_path: str, _seen: tuple = ()) -> dict:
     """Raw dict of a preset name or YAML path, with its ``base`` chain merged in."""
-    p = Path(preset_or_path)
-    if preset_or_path.endswith((".yaml", ".yml")) or p.exists():
+    try:
+        _validate.check_text(preset_or_path, what="the preset or config path")
+        if len(_seen) > 16:
+            raise _validate.InputError(f"{preset_or_path}: the 'base' chain is more than 16 files deep; shorten it")
+        p = Path(preset_or_path)
+        is_file = preset_or_path.endswith((".yaml", ".yml")) or p.exists()
+    except (_validate.InputError, OSError) as e:  # OSError: e.g. a name too long for the file system
+        raise ConfigError(f"{e}; give a preset name ({', '.join(preset_names())}) or a YAML path") from None
+    if is_file:
         path = p
         if not path.exists():
             raise ConfigError(
@@ -69,7 +71,7 @@ def load_raw(preset_or_path: str, _seen: tuple = ()) -> dict:
             )
     else:
         path = _presets_dir() / f"{preset_or_path}.yaml"
-        if not path.exists():
+        if not _validate.NAME_RE.fullmatch(preset_or_path) or not path.exists():  # a name, never a path out
             raise ConfigError(
                 f"unknown preset {preset_or_path!r}; choose one of {', '.join(preset_names())} "
                 "or give a path to a YAML file"
@@ -83,7 +85,7 @@ def load_raw(preset_or_path: str, _seen: tuple = ()) -> dict:
     if base:
         base_ref = str(base)
         rel = path.parent / base_ref
-        if base_ref.endswith((".yaml", ".yml")) and rel.exists():
+        if base_ref.endswith((".yaml", ".yml")) and "\0" not in base_ref and len(base_ref) < 1024 and rel.exists():
             base_ref = str(rel)
         raw = _deep_merge(load_raw(base_ref, _seen + (key,)), raw)
     raw["preset"] = own_preset or path.stem
@@ -97,10 +99,14 @@ def parse_override(item: str) -> tuple[list[str], Any]:
     key = key.strip()
     if not key:
         raise ConfigError(f"--set {item!r}: the key before '=' is empty; e.g. --set train.kimg=10")
+    if len(key) > 256:
+        raise ConfigError(
+            f"--set {key[:40]}...: the key is {len(key)} characters long; config keys are short dotted names"
+        )
     try:
-        parsed = yaml.safe_load(value) if value.strip() else ""
-    except yaml.YAMLError:
-        parsed = value
+        parsed = _validate.parse_set_value(key, value)  # YAML, depth- and size-limited; plain text if not YAML
+    except _validate.InputError as e:
+        raise ConfigError(str(e)) from None
     return key.split("."), parsed
 
 

@@ -15,9 +15,10 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from transgan_lab import metric_registry
+from transgan_lab.platform import validate as _validate
 
 
-class ConfigError(ValueError):
+class ConfigError(_validate.InputError):
     """A config problem a user can fix; the message names the field and the fix."""
 
 
@@ -255,7 +256,7 @@ class ExperimentConfig(_Section):
 
     @model_validator(mode="after")
     def _cross_checks(self) -> ExperimentConfig:
-        errors = cross_field_errors(self)
+        errors = _validate.config_errors(self) or cross_field_errors(self)  # limits first: one rule, one place
         if errors:
             raise ValueError("; ".join(errors))
         return self

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 from pathlib import Path
 
+from transgan_lab.platform import procs, validate
 from transgan_lab.tracking_client import artifact_root_for, check_readable, is_server, redact, resolve_tracking_uri
 
 
@@ -39,11 +39,23 @@ def cmd_ui(args) -> int:
     if root:
         cmd += ["--default-artifact-root", Path(root).as_uri()]
     env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": os.environ.get("MLFLOW_DISABLE_TELEMETRY", "true")}
+    validate.check_port_free(host, port)  # refused (exit 2) before any process starts
     print(f"MLflow UI for {redact(uri)} on http://{host}:{port}  (Ctrl-C stops it)", flush=True)
-    proc = subprocess.Popen(cmd, env=env)
+    server = procs.OwnedProcess(cmd, env=env)  # its own process group, ended with this process
     try:
-        return proc.wait()
+        code = server.wait()
+    except procs.Terminated:
+        raise
     except KeyboardInterrupt:
-        proc.terminate()
-        proc.wait(15)
         return 0
+    finally:
+        server.stop()
+    # The UI runs until stopped; ending by itself means it failed (e.g. another server took the port).
+    holder = validate.port_holder(port)
+    print(
+        f"error: the MLflow UI on {host}:{port} exited with code {code}"
+        + (f"; the port is held by {holder}" if holder != "another program" else "")
+        + "; see its output above, choose another --port or stop that server",
+        file=sys.stderr,
+    )
+    return 1
