@@ -72,7 +72,8 @@ def test_gpu_script_smoke_writes_the_full_report(tmp_path):
     # the memory step on the tiny preset at its own batch: both variants train (peak memory itself is
     # only measured on a card; the saving is asserted in tests/test_train.py)
     mem = rep["memory"]["digits-tiny"]
-    assert set(rep["memory"]) == {"digits-tiny"} and (mem["batch_d"], mem["batch_g"]) == (64, 64)
+    own = gpu_bench.load_cfg("digits-tiny").optim
+    assert set(rep["memory"]) == {"digits-tiny"} and (mem["batch_d"], mem["batch_g"]) == (own.batch_d, own.batch_g)
     assert mem["plain"]["ok"] and mem["checkpointed"]["ok"] and mem["plain"]["img_per_s"] > 0
 
 
@@ -98,7 +99,8 @@ def test_train_step_benchmark_writes_json(tmp_path):
         report=out,
     )
     (preset,) = rep["presets"]
-    assert preset["preset"] == "digits-tiny" and preset["img_per_step"] == 64
+    batch = gpu_bench.load_cfg("digits-tiny").optim.batch_d
+    assert preset["preset"] == "digits-tiny" and preset["img_per_step"] == batch  # n_critic 1: one real batch per step
     assert set(preset["modes"]) == {"baseline", "fp32"}
     assert preset["modes"]["baseline"]["speedup_vs_baseline"] == 1.0
     assert all(m["img_per_s"] > 0 for m in preset["modes"].values())
