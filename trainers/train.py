@@ -569,7 +569,7 @@ class _Trainer:
 
 
 def train(
-    cfg: Any,  # resolved experiment config (attributes as in platform/config.py)
+    cfg: Any,  # resolved experiment config (attributes as in platform/config/schema.py)
     reporter: Reporter | None = None,  # receives metrics, checkpoints and files at report points
     *,
     out_dir: str | os.PathLike,  # run folder: checkpoints/, grids/, metrics.jsonl, status.json
