@@ -338,6 +338,7 @@ def test_intervals_are_in_kimg_whatever_n_critic_or_batch():
             [
                 f"optim.n_critic={n_critic}",
                 f"optim.batch_d={batch}",
+                f"optim.batch_g={batch}",
                 "train.log_kimg=0.64",
                 "train.eval_kimg=1.28",
                 "train.grid_kimg=0",
