@@ -36,6 +36,11 @@ def _with(choices: list, value: Any) -> list:
         return out
 
 
+def _span(bounds: tuple, value: float) -> tuple:
+    """A (lo, hi) range widened to hold the preset's value (so the paper point is inside the space)."""
+    return (min(bounds[0], value), max(bounds[1], value))
+
+
 class _Spec:
     """One family of TransGAN spaces: ranges per dimension, conditional on the preset."""
 
@@ -70,20 +75,14 @@ class _Spec:
             "model.g.embed_dim": widths,
             "depths": depth_ranges,
             "model.g.heads": _with(heads, g["heads"]),
-            "model.d.depth": (min(self.d_depth[0], d["depth"]), max(self.d_depth[1], d["depth"])),
+            "model.d.depth": _span(self.d_depth, d["depth"]),
             "model.d.patch_size": _with(patches, d["patch_size"]),
             "augment.policy": _with(self.policies, ",".join(base["augment"]["policy"])),
-            "model.mtct.weight": (
-                min(self.mtct_weight[0], base["model"]["mtct"]["weight"]),
-                max(self.mtct_weight[1], base["model"]["mtct"]["weight"]),
-            ),
+            "model.mtct.weight": _span(self.mtct_weight, base["model"]["mtct"]["weight"]),
             "model.g.locality.schedule": ["preset"] + list(self.schedules),
-            "optim.lr_g": (min(self.lr[0], base["optim"]["lr_g"]), max(self.lr[1], base["optim"]["lr_g"])),
-            "optim.lr_d": (min(self.lr[0], base["optim"]["lr_d"]), max(self.lr[1], base["optim"]["lr_d"])),
-            "optim.n_critic": (
-                min(self.n_critic[0], base["optim"]["n_critic"]),
-                max(self.n_critic[1], base["optim"]["n_critic"]),
-            ),
+            "optim.lr_g": _span(self.lr, base["optim"]["lr_g"]),
+            "optim.lr_d": _span(self.lr, base["optim"]["lr_d"]),
+            "optim.n_critic": _span(self.n_critic, base["optim"]["n_critic"]),
         }
 
     # -- the define-by-run function ------------------------------------------------------------
@@ -237,18 +236,13 @@ class _Demo:
 
     POLICIES = ("", "translation")
 
-    @staticmethod
-    def _around(value: float, lo: float, hi: float) -> tuple:
-        return (min(lo, value), max(hi, value))
-
     def sample(self, trial, base: dict) -> dict:
         o = base["optim"]
-        trial.suggest_float("optim.lr_g", *self._around(o["lr_g"], 2e-4, 1e-3), log=True)
-        trial.suggest_float("optim.lr_d", *self._around(o["lr_d"], 2e-4, 1e-3), log=True)
-        trial.suggest_int("optim.n_critic", min(1, o["n_critic"]), max(3, o["n_critic"]))
-        trial.suggest_float("optim.ema_kimg", *self._around(o["ema_kimg"], 3.0, 30.0), log=True)
-        own = ",".join(base["augment"]["policy"])
-        policy = trial.suggest_categorical("augment.policy", list(dict.fromkeys([*self.POLICIES, own])))
+        trial.suggest_float("optim.lr_g", *_span((2e-4, 1e-3), o["lr_g"]), log=True)
+        trial.suggest_float("optim.lr_d", *_span((2e-4, 1e-3), o["lr_d"]), log=True)
+        trial.suggest_int("optim.n_critic", *_span((1, 3), o["n_critic"]))
+        trial.suggest_float("optim.ema_kimg", *_span((3.0, 30.0), o["ema_kimg"]), log=True)
+        policy = trial.suggest_categorical("augment.policy", _with(self.POLICIES, ",".join(base["augment"]["policy"])))
         return {"augment.policy": [p for p in policy.split(",") if p]}
 
     def paper(self, base: dict) -> dict:
