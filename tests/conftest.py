@@ -50,6 +50,20 @@ def scratch() -> Path:
     return _SCRATCH
 
 
+# The smallest digits model the platform tests train: the model and batch part of their overrides.
+TINY_MODEL = [
+    "model.g.embed_dim=64",
+    "model.g.depths=[1,1,1]",
+    "model.g.heads=2",
+    "model.d.embed_dim=32",
+    "model.d.depth=1",
+    "model.d.heads=2",
+    "optim.n_critic=1",
+    "optim.batch_d=32",
+    "optim.batch_g=32",
+]
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

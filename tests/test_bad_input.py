@@ -16,21 +16,14 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import TINY_MODEL
 
 from transgan_lab.platform.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
 
 TINY = [
-    "model.g.embed_dim=64",
-    "model.g.depths=[1,1,1]",
-    "model.g.heads=2",
-    "model.d.embed_dim=32",
-    "model.d.depth=1",
-    "model.d.heads=2",
-    "optim.n_critic=1",
-    "optim.batch_d=32",
-    "optim.batch_g=32",
+    *TINY_MODEL,
     "eval.n_fake=64",
     "eval.batch=64",
 ]

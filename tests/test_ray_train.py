@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+from conftest import TINY_MODEL
 
 from transgan_lab.platform import tracking
 from transgan_lab.platform.config import load_config
@@ -15,15 +16,7 @@ pytestmark = pytest.mark.slow
 # A digits model small enough for a few steps in seconds on 2 shared cores; 4 steps of 32 images,
 # a report every step, evaluation + checkpoint + grid every 2 steps.
 TINY = [
-    "model.g.embed_dim=64",
-    "model.g.depths=[1,1,1]",
-    "model.g.heads=2",
-    "model.d.embed_dim=32",
-    "model.d.depth=1",
-    "model.d.heads=2",
-    "optim.n_critic=1",
-    "optim.batch_d=32",
-    "optim.batch_g=32",
+    *TINY_MODEL,
     "train.kimg=0.128",
     "train.log_kimg=0.032",
     "train.checkpoint_kimg=0.064",
