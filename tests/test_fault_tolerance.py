@@ -8,8 +8,10 @@ this file does not repeat them.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -80,6 +82,16 @@ def _wait_records(path: Path, n: int, proc: subprocess.Popen, timeout_s: float =
     raise TimeoutError(f"fewer than {n} reports in {timeout_s} s")
 
 
+@contextlib.contextmanager
+def _paused(proc: subprocess.Popen):
+    """Freeze the process group we started (SIGSTOP) for the block, then let it go on (SIGCONT)."""
+    os.killpg(proc.pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        os.killpg(proc.pid, signal.SIGCONT)
+
+
 def test_tracking_server_lost_mid_run_loses_nothing(tmp_path):
     """Kill the MLflow server after a few reports, bring it back later: training never stops and
     every report (metrics at step=nimg) ends up in the one MLflow run, in order."""
@@ -88,7 +100,7 @@ def test_tracking_server_lost_mid_run_loses_nothing(tmp_path):
     from transgan_lab.platform.config import load_config
 
     server = MlflowServer(tmp_path / "server").start()
-    steps = 16
+    steps = 32
     sets = TINY + [
         f"tracking.uri={server.uri}",
         "tracking.experiment=outage",
@@ -107,13 +119,20 @@ def test_tracking_server_lost_mid_run_loses_nothing(tmp_path):
     )
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, **kw)
     try:
+        # Training is paused (SIGSTOP) while a server stops or starts, so how long that takes on a
+        # loaded machine cannot let training finish before the outage or the revival happens.
         _wait_records(run_dir / "metrics.jsonl", 3, proc)
-        server.stop()  # the tracking server dies
-        down_at = len(_records(run_dir / "metrics.jsonl"))
+        with _paused(proc):
+            server.stop()  # the tracking server dies
+            down_at = len(_records(run_dir / "metrics.jsonl"))
+        assert down_at + 4 < steps, f"training ran to {down_at} of {steps} reports before the outage"
         _wait_records(run_dir / "metrics.jsonl", down_at + 4, proc)  # training goes on without it
-        revived = MlflowServer(tmp_path / "server")
-        revived.port, revived.uri = server.port, server.uri  # same address, same store
-        revived.start()
+        with _paused(proc):
+            revived = MlflowServer(tmp_path / "server")
+            revived.port, revived.uri = server.port, server.uri  # same address, same store
+            revived.start()
+            up_at = len(_records(run_dir / "metrics.jsonl"))
+        assert up_at < steps, "training finished while the server was down: nothing left to resend"
         assert proc.wait(600) == 0, (tmp_path / "train.log").read_text()[-3000:]
     finally:
         stop_process(proc)
