@@ -1,27 +1,18 @@
 """Table 1: which generator / discriminator pairs train (transformer vs conv G and D).
 
-python experiments/table1_gd.py                  # CIFAR-10, TransGAN-S scale, on a cluster
-python experiments/table1_gd.py --smoke          # tiny digits variants, locally
+python experiments/table1_gd.py   # CIFAR-10 at the paper scale (ray submit, a cluster)
+python experiments/table1_gd.py --dataset digits   # the digits-sized study, 3 seeds, on a CPU
+python experiments/table1_gd.py --dataset smoke    # seconds-long variants: checks the whole path
+
+The same as `transgan-lab study table1` (whose default dataset is digits); the variants and budgets
+live in transgan_lab.platform.study. Every option of that command works here (--seeds, --kimg, ...).
 """
 
-from _study import main
+import sys
 
-P = "cifar10-s"
-VARIANTS = [
-    (
-        "conv G / conv D",
-        P,
-        ["model.g.arch=conv", "model.d.arch=conv", "model.mtct.enabled=false", "model.g.locality.enabled=false"],
-    ),
-    ("transformer G / conv D", P, ["model.d.arch=conv"]),
-    ("conv G / transformer D", P, ["model.g.arch=conv", "model.mtct.enabled=false", "model.g.locality.enabled=false"]),
-    ("transformer G / transformer D", P, []),
-]
-SMOKE_VARIANTS = [
-    ("transformer G / transformer D", "digits-tiny", []),
-    ("transformer G / conv D", "digits-tiny", ["model.d.arch=conv", "model.d.conv_ch=16"]),
-    ("conv G / transformer D", "digits-tiny", ["model.g.arch=conv", "model.g.conv_ch=16"]),
-]
+from transgan_lab.platform import experiments  # noqa: F401  (quiet, local defaults for Ray and MLflow)
+from transgan_lab.platform.cli import main
 
 if __name__ == "__main__":
-    raise SystemExit(main("table1", __doc__.splitlines()[0], VARIANTS, SMOKE_VARIANTS))
+    args = sys.argv[1:]
+    raise SystemExit(main(["study", "table1", *([] if "--dataset" in args else ["--dataset", "cifar10"]), *args]))

@@ -1,24 +1,18 @@
-"""Table 2: differentiable augmentation helps the transformer GAN more than a conv GAN.
+"""Table 2: differentiable augmentation, on a transformer GAN and a conv GAN.
 
-python experiments/table2_aug.py                 # CIFAR-10, TransGAN-S and the conv baseline
-python experiments/table2_aug.py --smoke         # tiny digits variants, locally
+python experiments/table2_aug.py   # CIFAR-10 at the paper scale (ray submit, a cluster)
+python experiments/table2_aug.py --dataset digits   # the digits-sized study, 3 seeds, on a CPU
+python experiments/table2_aug.py --dataset smoke    # seconds-long variants: checks the whole path
+
+The same as `transgan-lab study table2` (whose default dataset is digits); the variants and budgets
+live in transgan_lab.platform.study. Every option of that command works here (--seeds, --kimg, ...).
 """
 
-from _study import main
+import sys
 
-P = "cifar10-s"
-CONV = ["model.g.arch=conv", "model.d.arch=conv", "model.mtct.enabled=false", "model.g.locality.enabled=false"]
-VARIANTS = [
-    ("conv GAN, no augmentation", P, CONV + ["augment.policy=[]"]),
-    ("conv GAN + DiffAugment", P, CONV),
-    ("TransGAN, no augmentation", P, ["augment.policy=[]"]),
-    ("TransGAN + DiffAugment", P, []),
-]
-SMOKE_VARIANTS = [
-    ("TransGAN, no augmentation", "digits-tiny", ["augment.policy=[]"]),
-    ("TransGAN + translation", "digits-tiny", ["augment.policy=[translation]"]),
-    ("TransGAN + DiffAugment", "digits-tiny", []),
-]
+from transgan_lab.platform import experiments  # noqa: F401  (quiet, local defaults for Ray and MLflow)
+from transgan_lab.platform.cli import main
 
 if __name__ == "__main__":
-    raise SystemExit(main("table2", __doc__.splitlines()[0], VARIANTS, SMOKE_VARIANTS))
+    args = sys.argv[1:]
+    raise SystemExit(main(["study", "table2", *([] if "--dataset" in args else ["--dataset", "cifar10"]), *args]))

@@ -1,23 +1,18 @@
 """Table 3: multi-task co-training (super-resolution) and locality-aware initialisation, ablated.
 
-python experiments/table3_mtct_locality.py           # CIFAR-10, TransGAN-S
-python experiments/table3_mtct_locality.py --smoke   # tiny digits variants, locally
+python experiments/table3_mtct_locality.py   # CIFAR-10 at the paper scale (ray submit, a cluster)
+python experiments/table3_mtct_locality.py --dataset digits   # the digits-sized study, 3 seeds, on a CPU
+python experiments/table3_mtct_locality.py --dataset smoke    # seconds-long variants: checks the whole path
+
+The same as `transgan-lab study table3` (whose default dataset is digits); the variants and budgets
+live in transgan_lab.platform.study. Every option of that command works here (--seeds, --kimg, ...).
 """
 
-from _study import main
+import sys
 
-P = "cifar10-s"
-VARIANTS = [
-    ("TransGAN (DiffAugment only)", P, ["model.mtct.enabled=false", "model.g.locality.enabled=false"]),
-    ("+ MT-CT", P, ["model.mtct.enabled=true", "model.g.locality.enabled=false"]),
-    ("+ MT-CT + locality init", P, ["model.mtct.enabled=true", "model.g.locality.enabled=true"]),
-]
-LOCAL = ["model.g.locality.schedule=[[0,2],[1,3]]", "model.g.locality.off_epoch=2"]  # epochs of a tiny run
-SMOKE_VARIANTS = [
-    ("TransGAN (DiffAugment only)", "digits-tiny", []),
-    ("+ MT-CT", "digits-tiny", ["model.mtct.enabled=true"]),
-    ("+ MT-CT + locality init", "digits-tiny", ["model.mtct.enabled=true", "model.g.locality.enabled=true"] + LOCAL),
-]
+from transgan_lab.platform import experiments  # noqa: F401  (quiet, local defaults for Ray and MLflow)
+from transgan_lab.platform.cli import main
 
 if __name__ == "__main__":
-    raise SystemExit(main("table3", __doc__.splitlines()[0], VARIANTS, SMOKE_VARIANTS))
+    args = sys.argv[1:]
+    raise SystemExit(main(["study", "table3", *([] if "--dataset" in args else ["--dataset", "cifar10"]), *args]))

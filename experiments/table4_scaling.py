@@ -1,19 +1,18 @@
-"""Table 4: scaling the generator, TransGAN-S / M / L / XL (width and depth).
+"""Table 4: scaling the generator, TransGAN-S / M / L / XL.
 
-python experiments/table4_scaling.py             # CIFAR-10, the four presets
-python experiments/table4_scaling.py --smoke     # the same ladder at digits size, locally
+python experiments/table4_scaling.py   # CIFAR-10 at the paper scale (ray submit, a cluster)
+python experiments/table4_scaling.py --dataset digits   # the digits-sized study, 3 seeds, on a CPU
+python experiments/table4_scaling.py --dataset smoke    # seconds-long variants: checks the whole path
+
+The same as `transgan-lab study table4` (whose default dataset is digits); the variants and budgets
+live in transgan_lab.platform.study. Every option of that command works here (--seeds, --kimg, ...).
 """
 
-from _study import main
+import sys
 
-VARIANTS = [(f"TransGAN-{s.upper()}", f"cifar10-{s}", []) for s in ("s", "m", "l", "xl")]
-# Widths x2 and deeper first stages, as the ladder does, at a size a CPU trains in seconds.
-SMOKE_VARIANTS = [
-    ("TransGAN-S", "digits-tiny", ["model.g.embed_dim=32", "model.g.depths=[1,1,1]"]),
-    ("TransGAN-M", "digits-tiny", ["model.g.embed_dim=64", "model.g.depths=[1,1,1]"]),
-    ("TransGAN-L", "digits-tiny", ["model.g.embed_dim=64", "model.g.depths=[2,1,1]"]),
-    ("TransGAN-XL", "digits-tiny", ["model.g.embed_dim=128", "model.g.depths=[2,2,1]"]),
-]
+from transgan_lab.platform import experiments  # noqa: F401  (quiet, local defaults for Ray and MLflow)
+from transgan_lab.platform.cli import main
 
 if __name__ == "__main__":
-    raise SystemExit(main("table4", __doc__.splitlines()[0], VARIANTS, SMOKE_VARIANTS))
+    args = sys.argv[1:]
+    raise SystemExit(main(["study", "table4", *([] if "--dataset" in args else ["--dataset", "cifar10"]), *args]))

@@ -121,6 +121,54 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--dry-run", action="store_true", help="print the resolved config and resources, then exit")
 
+    # study
+    p = sub.add_parser(
+        "study", help="run a paper study (every variant x seed a Ray Train run in MLflow), then tabulate it"
+    )
+    p.add_argument("study", type=V.arg_name("STUDY"), metavar="STUDY", help="table1 | table2 | table3 | table4")
+    p.add_argument(
+        "--dataset",
+        type=V.arg_name("--dataset"),
+        default="digits",
+        help="which variants: digits (sized for a 2-core CPU), cifar10 (the paper's scale), smoke (seconds)",
+    )
+    p.add_argument(
+        "--seeds", type=V.arg_number("study.seeds", "--seeds"), default=3, help="runs per variant, seeds 0..N-1"
+    )
+    p.add_argument(
+        "--kimg", type=V.arg_number("train.kimg", "--kimg", whole=False), help="training length of every run"
+    )
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value of every run, e.g. --set eval.n_fake=2000 (repeatable)",
+    )
+    p.add_argument("--only", action="append", default=[], metavar="LABEL", help="run only this variant (repeatable)")
+    p.add_argument(
+        "--max-concurrent", type=V.arg_number("sweep.max_concurrent", "--max-concurrent"), help="runs at once"
+    )
+    p.add_argument(
+        "--out",
+        type=V.arg_out_dir("--out"),
+        default="runs",
+        help="output root (Ray storage and the default MLflow store)",
+    )
+    p.add_argument("--tracking-uri", type=V.arg_text("--tracking-uri"), help="MLflow tracking URI")
+    p.add_argument(
+        "--address",
+        type=V.arg_text("--address"),
+        help="Ray address (default: start a local runtime, or 'auto' on a cluster)",
+    )
+    p.add_argument(
+        "--publish",
+        type=V.arg_out_dir("--publish"),
+        help="afterwards write the table, figures, grids and a Parquet export under DIR/<study>/",
+    )
+    p.add_argument("--dry-run", action="store_true", help="validate and list the runs, start nothing")
+
     # eval
     p = sub.add_parser("eval", help="evaluate a checkpoint's EMA generator")
     p.add_argument(
@@ -267,6 +315,7 @@ COMMANDS = {
     "summary": ("transgan_lab.platform.commands", "cmd_summary"),
     "train": ("transgan_lab.platform.commands", "cmd_train"),
     "sweep": ("transgan_lab.platform.sweep.cli", "cmd_sweep"),
+    "study": ("transgan_lab.platform.study", "cmd_study"),
     "eval": ("transgan_lab.platform.commands", "cmd_eval"),
     "sample": ("transgan_lab.platform.commands", "cmd_sample"),
     "import-official": ("transgan_lab.platform.official", "cmd_import_official"),

@@ -110,6 +110,7 @@ ARG_LIMITS: dict[str, tuple[float, float]] = {
     "sample.n": (1, 100_000),
     "sample.interpolate": (0, 1024),
     "table.top": (1, 100_000),
+    "study.seeds": (1, 100),
 }
 
 

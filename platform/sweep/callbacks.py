@@ -18,9 +18,11 @@ from transgan_lab.platform.sweep.space import trial_label
 class Progress(Callback):
     """One line per trial event and per fresh evaluation (the sweep's heartbeat)."""
 
-    def __init__(self, primary: str, total: int):
+    def __init__(self, primary: str, total: int, *, label=trial_label, tag: str = "sweep"):
         self.primary = primary  # the metric shown on every evaluation line
         self.total = total  # trials in the sweep
+        self.label = label  # (trial config, trial id) -> the name a line shows
+        self.tag = tag  # the line's prefix: [sweep mm:ss]
         self.t0 = time.monotonic()
         self.evals: dict[str, float] = {}
 
@@ -33,27 +35,27 @@ class Progress(Callback):
 
     def _p(self, text: str) -> None:
         m, s = divmod(int(time.monotonic() - self.t0), 60)
-        print(f"[sweep {m:02d}:{s:02d}] {text}", flush=True)
+        print(f"[{self.tag} {m:02d}:{s:02d}] {text}", flush=True)
 
     def on_trial_start(self, iteration, trials, trial, **info):
-        self._p(f"{trial_label(trial.config, trial.trial_id)} started ({self._done(trials)}/{self.total} done)")
+        self._p(f"{self.label(trial.config, trial.trial_id)} started ({self._done(trials)}/{self.total} done)")
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
         evals = result.get("evals", 0)
         if evals and evals != self.evals.get(trial.trial_id):
             self.evals[trial.trial_id] = evals
             self._p(
-                f"{trial_label(trial.config, trial.trial_id)} {result.get('kimg', 0):6.2f} kimg  "
+                f"{self.label(trial.config, trial.trial_id)} {result.get('kimg', 0):6.2f} kimg  "
                 f"{self.primary} {result.get(self.primary, float('nan')):9.3f}"
                 f"  {result.get('img_per_s', float('nan')):7.1f} img/s"
             )
 
     def on_trial_complete(self, iteration, trials, trial, **info):
-        self._p(f"{trial_label(trial.config, trial.trial_id)} ended ({self._done(trials) + 1}/{self.total} done)")
+        self._p(f"{self.label(trial.config, trial.trial_id)} ended ({self._done(trials) + 1}/{self.total} done)")
 
     def on_trial_error(self, iteration, trials, trial, **info):
         self._p(
-            f"{trial_label(trial.config, trial.trial_id)} FAILED ({self._done(trials) + 1}/{self.total} done): "
+            f"{self.label(trial.config, trial.trial_id)} FAILED ({self._done(trials) + 1}/{self.total} done): "
             f"see {trial.local_path}"
         )
 

@@ -38,6 +38,7 @@ from transgan_lab.platform.sweep.space import (
 
 OBJECTIVES = tuple(metric_registry.METRICS)  # what sweep.objectives may name (besides eval.primary)
 DRIVER_CPU = 0.1  # CPU share of each trial's driver actor (it only waits on the TorchTrainer)
+STUDY_RUN = "study_run"  # a study trial's only parameter: the index of its prepared run
 
 
 def default_sweep_name(cfg: ExperimentConfig, space: str) -> str:
@@ -62,9 +63,15 @@ def trial_driver(params: dict, ctx: dict) -> None:
     from ray.tune.integration.ray_train import TuneReportCallback
 
     trial_id = ray.tune.get_context().get_trial_id()
-    label = f"{ctx['sweep']}-{trial_label(params, trial_id)}"  # also the Train run name: stable across retries
-    params = {k: v for k, v in params.items() if k != TRIAL_NUMBER}
-    cfg = from_dict(apply_params(ctx["base"], params))
+    variant = ctx.get("variant")
+    if STUDY_RUN in params:  # a study's trial: one prepared (variant, seed) config, see platform/study.py
+        spec = ctx["runs"][params[STUDY_RUN]]
+        cfg, variant = from_dict(spec["config"]), spec["variant"]
+        label = f"{ctx['sweep']}-{spec['slug']}"  # also the Train run name: stable across retries
+    else:
+        label = f"{ctx['sweep']}-{trial_label(params, trial_id)}"
+        params = {k: v for k, v in params.items() if k != TRIAL_NUMBER}
+        cfg = from_dict(apply_params(ctx["base"], params))
     info, client_uri, run_id = None, None, None
     if ctx.get("tracking"):
         t = ctx["tracking"]
@@ -79,7 +86,7 @@ def trial_driver(params: dict, ctx: dict) -> None:
                 "git_commit": t.get("git_commit"),
                 "gpu": tracking.gpu_name(),
                 "study": ctx.get("study"),
-                "variant": ctx.get("variant"),
+                "variant": variant,
                 "storage_path": ctx["train_storage"],
                 "sampled": json.dumps(params, sort_keys=True, default=str),
             },
