@@ -47,6 +47,7 @@ def cmd_table(args: argparse.Namespace) -> int:
         pick=args.pick,
         top=args.top,
         protocols=getattr(args, "protocol", None) or (),
+        verbose=getattr(args, "verbose", False),
     )
     sys.stdout.write(tables.render(built, args.format))
     return 0

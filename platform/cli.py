@@ -286,6 +286,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="keep only runs scored under this evaluation protocol id "
         "(ids are listed when runs mix protocols; repeatable)",
     )
+    p.add_argument("--verbose", action="store_true", help="print each metric's full protocol JSON under the table")
 
     # report
     p = sub.add_parser("report", help="self-contained HTML report of a sweep")

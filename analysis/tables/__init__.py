@@ -50,10 +50,11 @@ def build(
     pick: str = "final",  # per-run value rule
     top: int = 10,  # rows of a sweep table
     protocols: Sequence[str] = (),  # protocol ids to keep
+    verbose: bool = False,  # full protocol JSON in the notes
 ) -> list[Table]:
     """The tables of one study (or a sweep's top-k)."""
     if study == "sweep":
         if not sweep_id:
             raise AnalysisError("a sweep table needs the sweep id (--sweep ID)")
-        return [sweep_table(df, sweep_id=sweep_id, pick=pick, top=top, protocols=protocols)]
-    return study_tables(df, study=study, pick=pick, protocols=protocols)
+        return [sweep_table(df, sweep_id=sweep_id, pick=pick, top=top, protocols=protocols, verbose=verbose)]
+    return study_tables(df, study=study, pick=pick, protocols=protocols, verbose=verbose)

@@ -20,6 +20,11 @@ from transgan_lab import metric_registry
 from transgan_lab.analysis.aggregate import PICK_LABELS, protocol_id
 
 BEST_NOTE = "bold = best of our runs in the column (lower FID/KID, higher IS); published rows are not ranked"
+TIE_NOTE = (
+    "≈ = within the spread of the best: the difference is under 2 standard errors (Welch), so these "
+    "seeds cannot tell the two apart"
+)
+TIE_SE = 2.0  # a difference under this many standard errors of the difference is a tie
 
 
 @dataclass
@@ -40,6 +45,7 @@ class Cell:
     n_row: int | None = None  # runs in the row (a smaller n is shown)
     unverified: bool = False  # published value not checked against the paper
     bold: bool = False  # best of the ranked rows in its column
+    tie: bool = False  # not the best, but within the spread of the best (see TIE_NOTE)
     protocol: str | None = None  # protocol id (ours) or text (published)
 
 
@@ -63,7 +69,17 @@ def present(v: Any) -> bool:
     return not (v is None or v is pd.NA or (isinstance(v, float) and math.isnan(v)))
 
 
+def within_spread(a: Cell, b: Cell) -> bool:
+    """Are two mean ± std cells indistinguishable: |difference| < TIE_SE standard errors (Welch)?
+    Needs a spread on both sides (n >= 2); without one nothing is a tie."""
+    if not (a.std is not None and b.std is not None and (a.n or 0) >= 2 and (b.n or 0) >= 2):
+        return False
+    se = math.sqrt(a.std**2 / a.n + b.std**2 / b.n)
+    return abs(a.value - b.value) < TIE_SE * se if se > 0 else a.value == b.value
+
+
 def mark_best(table: Table) -> None:
+    """Bold the best ranked cell of each metric column, and mark those within its spread (≈)."""
     for col in table.columns:
         if col.kind != "metric":
             continue
@@ -73,9 +89,12 @@ def mark_best(table: Table) -> None:
         if len(cells) < 2:
             continue
         pick = min if col.direction == "min" else max
-        best = pick(c.value for c in cells)
+        best = pick(cells, key=lambda c: c.value)
         for c in cells:
-            c.bold = c.value == best
+            c.bold = c.value == best.value
+            c.tie = not c.bold and within_spread(c, best)
+    if any(c.tie for s in table.sections for r in s.rows for c in r.values()) and TIE_NOTE not in table.notes:
+        table.notes.append(TIE_NOTE)
 
 
 def param_text(v: Any) -> str:
@@ -121,11 +140,33 @@ def value_note(pick: str) -> str:
     )
 
 
-def protocol_notes(protocols: dict[str, str | None]) -> list[str]:
-    return [
-        f"{metric_registry.label(m)} protocol {protocol_id(p)}: {p if p else 'not recorded'}"
-        for m, p in protocols.items()
-    ]
+def protocol_short(metric: str, protocol_json: str | None) -> str:
+    """One line a reader needs: ``digits-FID: 1,000 fake vs 1,797 real, digits-cnn-v1 f77286ed (protocol 70e7916a)``.
+    The full protocol stays in MLflow, the Parquet/JSON exports and ``--verbose``."""
+    label = metric_registry.label(metric)
+    if not protocol_json:
+        return f"{label}: protocol not recorded"
+    try:
+        p = json.loads(protocol_json)
+    except ValueError:
+        return f"{label}: protocol {protocol_id(protocol_json)}"
+    parts = []
+    if p.get("n_fake") is not None:
+        parts.append(f"{int(p['n_fake']):,} fake" + (f" vs {int(p['n_real']):,} real" if p.get("n_real") else ""))
+    extractor = p.get("classifier") or p.get("extractor")
+    sha = next((str(p[k]) for k in ("classifier_sha256", "weights_sha256", "stats_sha256") if p.get(k)), "")
+    if extractor or sha:
+        parts.append(" ".join(x for x in (str(extractor or ""), sha[:8]) if x))
+    return f"{label}: {', '.join(parts) or 'protocol'} (protocol {protocol_id(protocol_json)})"
+
+
+def protocol_notes(protocols: dict[str, str | None], *, verbose: bool = False) -> list[str]:
+    if verbose:
+        return [
+            f"{metric_registry.label(m)} protocol {protocol_id(p)}: {p if p else 'not recorded'}"
+            for m, p in protocols.items()
+        ]
+    return [protocol_short(m, p) for m, p in protocols.items()]
 
 
 def json_list(text: Any) -> list[str]:

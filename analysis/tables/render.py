@@ -38,7 +38,7 @@ def _cell_parts(c: Cell, col: Column) -> tuple[str, str, str]:
 def _plain(c: Cell, col: Column, *, pm: str = " ± ", mark: str = baselines.UNVERIFIED_MARK) -> str:
     main, std, suffix = _cell_parts(c, col)
     s = main + (pm + std if std else "") + suffix
-    return s + (mark if c.unverified else "")
+    return s + (mark if c.unverified else "") + (" ≈" if c.tie else "")
 
 
 def render_terminal(table: Table) -> str:
@@ -132,6 +132,8 @@ def render_latex(table: Table) -> str:
                 text = _tex(main) + (r" $\pm$ " + _tex(std) if std else "") + _tex(suffix)
                 if cell.unverified:
                     text += r"$^\dagger$"
+                if cell.tie:
+                    text += r" $\approx$"
                 cells.append(rf"\textbf{{{text}}}" if cell.bold else text)
             out.append(" & ".join(cells) + r" \\")
     out += [r"\bottomrule", r"\end{tabular}", r"\par\smallskip", r"\begin{minipage}{\linewidth}\footnotesize"]

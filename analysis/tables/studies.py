@@ -33,6 +33,7 @@ from transgan_lab.analysis.tables.model import (
     value_note,
 )
 
+LENGTH_NOTE = "kimg, G updates = training length per run (mean over the row's runs)"
 PAPER_STUDIES = ("table1", "table2", "table3", "table4", "sota", "celeba")
 DATASET_LABELS = {
     "cifar10": "CIFAR-10",
@@ -78,6 +79,15 @@ _COST_COLUMNS = [
 ]
 
 
+def _budget_text(finished: pd.DataFrame) -> str:
+    """``, 20 kimg = 625 G updates per run`` when every run trained the same length, else ``""``."""
+    kimg = finished["last_kimg"].dropna().round(3).unique() if "last_kimg" in finished else []
+    g = finished["final.g_updates"].dropna().unique() if "final.g_updates" in finished else []
+    if len(kimg) != 1:
+        return ""
+    return f", {kimg[0]:g} kimg" + (f" = {int(g[0]):,} G updates" if len(g) == 1 else "") + " per run"
+
+
 def _study_runs(df: pd.DataFrame, study: str) -> pd.DataFrame:
     kinds = df["kind"].fillna("train")
     base = df[kinds != "sweep"]
@@ -97,6 +107,7 @@ def study_tables(
     pick: str = "final",  # per-run value rule: final (EMA) | best (during training, labelled)
     protocols: Sequence[str] = (),  # protocol ids to keep when the runs mix protocols
     published: bool = True,  # add the published baselines of the same study and dataset
+    verbose: bool = False,  # full protocol JSON in the notes instead of the one-line form
 ) -> list[Table]:
     """One table per dataset of the study's runs (Tables 5 and 6 are the `sota` study on CIFAR-10 / STL-10)."""
     if study not in _STUDY_COLUMNS:
@@ -111,7 +122,10 @@ def study_tables(
             "record the study's runs first, or pass the right --tracking-uri / --experiment / --parquet"
         )
     tables = []
-    for dataset, drun in runs.groupby(runs["dataset"].fillna("—"), sort=True):
+    # one table per dataset and per recorded study (its sweep id): a study re-run with another
+    # budget is a second table, never averaged into the first
+    groups = runs.assign(_sid=runs["sweep_id"].fillna("") if "sweep_id" in runs else "")
+    for (dataset, sid), drun in groups.groupby([groups["dataset"].fillna("—"), "_sid"], sort=True):
         finished = drun[drun["status"] == "FINISHED"]
         if finished.empty:
             continue
@@ -130,13 +144,17 @@ def study_tables(
         cols += [Column(k, label, kind) for k, label, kind, _, _ in _STUDY_COLUMNS[study]]
         if study == "table4":
             cols += [Column(k, label, "number", digits=d) for k, label, _, _, d in _COST_COLUMNS]
-        cols += [Column("n", "n", "text")]
+        cols += [Column("n", "n", "text"), Column("kimg", "kimg", "number", digits=1)]
+        cols += [Column("g_updates", "G updates", "number", digits=0)]
         cols += [metric_column(m, pick) for m in metrics]
 
         ours = []
         for _, a in agg.iterrows():
             group = finished[finished["variant"].astype("string").fillna("—") == a["variant"]]
             row = {"variant": Cell(text=str(a["variant"])), "n": Cell(text=str(int(a["n"])))}
+            for key, src in (("kimg", "last_kimg"), ("g_updates", "final.g_updates")):  # training length
+                v = group[src].mean() if src in group else None
+                row[key] = Cell(value=float(v) if present(v) else None)
             for k, _, _, src, fmt in _STUDY_COLUMNS[study]:
                 row[k] = Cell(text=fmt(first(group, src)))
             if study == "table4":
@@ -154,7 +172,7 @@ def study_tables(
                 )
             ours.append(row)
         sections = [Section("Our runs", ours, ranked=True)]
-        notes = [value_note(pick), BEST_NOTE] + protocol_notes(protocols_used)
+        notes = [value_note(pick), BEST_NOTE, LENGTH_NOTE] + protocol_notes(protocols_used, verbose=verbose)
 
         resolutions = finished["param.data.resolution"].dropna().unique() if "param.data.resolution" in finished else []
         same_res = int(resolutions[0]) if len(resolutions) == 1 else None  # published rows at our resolution only
@@ -169,7 +187,7 @@ def study_tables(
             for _, p in pub.iterrows():
                 if not any(present(p[m]) for m in shown):
                     continue
-                row = {"variant": Cell(text=str(p["model"])), "n": Cell(text="—")}
+                row = {"variant": Cell(text=str(p["model"])), "n": Cell(text="—"), "kimg": Cell(), "g_updates": Cell()}
                 for k, _, _, _, _ in _STUDY_COLUMNS[study]:
                     row[k] = Cell(text=str(p["resolution"]) if k == "resolution" else "—")
                 if study == "table4":
@@ -194,6 +212,9 @@ def study_tables(
                     notes.append(baselines.UNVERIFIED_NOTE)
         res = first(finished, "param.data.resolution")
         where = DATASET_LABELS.get(str(dataset), str(dataset)) + (f", {res}×{res}" if present(res) else "")
+        where += _budget_text(finished)
+        if sid:
+            notes.append(f"recorded study {sid} (the id hashes every run's config)")
         table = Table(
             key=f"{study}-{dataset}",
             title=f"{STUDY_TITLES[study]} ({where})",

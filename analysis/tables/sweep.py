@@ -117,6 +117,7 @@ def sweep_table(
     pick: str = "final",  # per-run value rule
     top: int = 10,  # rows shown
     protocols: Sequence[str] = (),  # protocol ids to keep when trials mix protocols
+    verbose: bool = False,  # full protocol JSON in the notes instead of the one-line form
 ) -> Table:
     """The sweep's top-k trials by its primary objective, with the searched params and every objective."""
     if top < 1:
@@ -210,7 +211,7 @@ def sweep_table(
             + ", ".join(f"{o} ({metric_registry.mode(o)})" for o in objectives)
             + "; Pareto = not dominated by another scored trial"
         )
-    notes += protocol_notes(protocols_used)
+    notes += protocol_notes(protocols_used, verbose=verbose)
     table = Table(
         key=f"sweep-{sweep_id}",
         title=f"Sweep {sweep_id}: top {len(shown)} trials",
