@@ -229,4 +229,39 @@ def study_tables(
             f"the {study} runs have no FINISHED run yet (statuses: "
             f"{', '.join(sorted(runs['status'].dropna().unique()))}); wait for them to finish"
         )
+    ours_on = set(runs["dataset"].dropna().astype(str))
+    if published and study in STUDY_TITLES and study.startswith("table") and "cifar10" not in ours_on:
+        paper = _paper_table(study)  # the question as the paper answered it, apart from our numbers
+        if paper is not None:
+            tables.append(paper)
     return tables
+
+
+def _paper_table(study: str) -> Table | None:
+    """The paper's own rows of a study on CIFAR-10, as their own unranked table: other data and
+    other metrics than a digits study, so never a row of it."""
+    pub = baselines.published_for(study=study, dataset="cifar10")
+    if pub.empty:
+        return None
+    cols = [Column("variant", "Model"), metric_column("is", "final"), metric_column("fid", "final")]
+    rows = []
+    for _, p in pub.iterrows():
+        row = {"variant": Cell(text=str(p["model"]))}
+        for m in ("is", "fid"):
+            std, ok = p.get(f"{m}_std"), p[f"{m}_verified"]
+            row[m] = Cell(
+                value=float(p[m]) if present(p[m]) else None,
+                std=float(std) if present(std) else None,
+                unverified=present(p[m]) and not (present(ok) and bool(ok)),
+            )
+        rows.append(row)
+    notes = [baselines.PUBLISHED_NOTE]
+    if any(c.unverified for r in rows for c in r.values()):
+        notes.append(baselines.UNVERIFIED_NOTE)
+    return Table(
+        key=f"{study}-published",
+        title=f"{STUDY_TITLES[study]}: as published on CIFAR-10 (32×32, Inception IS/FID; for orientation, not ranked)",
+        columns=cols,
+        sections=[Section("Published (not ranked)", rows, ranked=False)],
+        notes=notes,
+    )
