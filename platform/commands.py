@@ -15,7 +15,7 @@ from typing import Any
 
 from transgan_lab.platform import config as C
 from transgan_lab.platform.cli import UserError
-from transgan_lab.platform.validate import contained
+from transgan_lab.platform.validate_args import contained
 
 
 def _load(args: argparse.Namespace, extra: list[str] | None = None) -> C.ExperimentConfig:
