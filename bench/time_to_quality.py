@@ -31,7 +31,8 @@ import torch
 
 from transgan_lab.platform.config import load_config
 from transgan_lab.trainers.metrics.sampling import save_grid
-from transgan_lab.trainers.train import total_steps, train
+from transgan_lab.trainers.schedule import total_steps
+from transgan_lab.trainers.train import train
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = REPO / "bench" / "results" / "time_to_quality_cpu.json"
@@ -105,10 +106,10 @@ def step_cost(cfg, *, steps: int = 4) -> dict:
     from train_step import matmul_gflops
 
     from transgan_lab.trainers.models.attention import math_sdpa
-    from transgan_lab.trainers.train import _Trainer
+    from transgan_lab.trainers.trainer import Trainer
 
     with tempfile.TemporaryDirectory(prefix="tgl-ttq-cost-") as tmp:
-        t = _Trainer(cfg, None, out_dir=tmp, device="cpu", on_step=None)
+        t = Trainer(cfg, None, out_dir=tmp, device="cpu", on_step=None)
         acc: dict = {}
         for _ in range(2):  # warm-up
             t.step(acc)

@@ -31,8 +31,9 @@ from pathlib import Path
 
 import torch
 
-from transgan_lab.trainers import train as engine
+from transgan_lab.trainers import step as step_module
 from transgan_lab.trainers.models import attention
+from transgan_lab.trainers.trainer import Trainer
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -76,14 +77,14 @@ def host_ema(G_ema, G, beta):
 
 @contextlib.contextmanager
 def mode_patches(mode: str):
-    saved = (attention.sdpa, engine.update_ema)
+    saved = (attention.sdpa, step_module.update_ema)
     if mode == "baseline":
         attention.sdpa = naive_sdpa
-        engine.update_ema = host_ema
+        step_module.update_ema = host_ema  # the name trainers/step.py calls
     try:
         yield
     finally:
-        attention.sdpa, engine.update_ema = saved
+        attention.sdpa, step_module.update_ema = saved
 
 
 def new_trainer(cfg, device, out: Path, *, synthetic: bool = True):
@@ -92,7 +93,7 @@ def new_trainer(cfg, device, out: Path, *, synthetic: bool = True):
     data = (
         SyntheticImages(max(1024, 4 * cfg.optim.batch_d), cfg.data.channels, cfg.data.resolution) if synthetic else None
     )
-    return engine._Trainer(cfg, None, out_dir=out, device=device, on_step=None, dataset=data)
+    return Trainer(cfg, None, out_dir=out, device=device, on_step=None, dataset=data)
 
 
 def make_trainer(cfg, mode: str, out: Path, device: str):

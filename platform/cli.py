@@ -13,7 +13,7 @@ import os
 import sys
 import traceback
 
-from transgan_lab.platform import validate as V
+from transgan_lab.platform import validate_args as V
 
 
 class UserError(Exception):

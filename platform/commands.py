@@ -15,7 +15,7 @@ from typing import Any
 
 from transgan_lab.platform import config as C
 from transgan_lab.platform.cli import UserError
-from transgan_lab.platform.validate import contained
+from transgan_lab.platform.validate_args import contained
 
 
 def _load(args: argparse.Namespace, extra: list[str] | None = None) -> C.ExperimentConfig:
@@ -62,7 +62,7 @@ def _resources_line(cfg: C.ExperimentConfig, ray: bool) -> str:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from transgan_lab.trainers.train import short_run_warning, total_steps
+    from transgan_lab.trainers.schedule import short_run_warning, total_steps
 
     extra = [f"train.kimg={args.kimg}"] if args.kimg is not None else []
     cfg = _load(args, extra)
@@ -77,9 +77,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         resume = Path(args.resume)
         found, manifest = ckpt.latest_valid(resume)  # refuse a bad path before anything starts
         if not args.allow_config_change:  # the engine checks again; here it is refused before any run is made
-            from transgan_lab.trainers.train import _diff_dynamics
+            from transgan_lab.trainers.trainer import diff_dynamics
 
-            changes = _diff_dynamics(manifest.get("config") or {}, cfg)
+            changes = diff_dynamics(manifest.get("config") or {}, cfg)
             if changes:
                 listed = ", ".join(f"{c['field']}: {c['old']!r} -> {c['new']!r}" for c in changes[:8])
                 raise ckpt.CheckpointError(

@@ -1,26 +1,23 @@
-"""Input limits: the one place that says which numbers, names, paths and YAML documents are accepted.
+"""Input limits: the one place that says which numbers, names and texts are accepted, and the check of a
+whole config against them.
 
 Every value a user hands the platform (a CLI argument, a config field from a preset, a YAML file
 or a ``--set`` override, a manifest read back from a checkpoint) passes these rules before any
-store, run, folder or process is created. The argparse types below and the config schema use the
-same tables, so a limit is written once. A refusal is an :class:`InputError` whose message names
-the value, the limit and the fix; the CLI prints it as one paragraph with exit code 2.
+store, run, folder or process is created. The argparse types (``validate_args``), the YAML reader
+(``validate_yaml``) and the config schema use the tables below, so a limit is written once. A refusal
+is an :class:`InputError` whose message names the value, the limit and the fix; the CLI prints it as
+one paragraph with exit code 2.
 
-Standard library and PyYAML only: the CLI imports this module while parsing arguments.
+Standard library only: the CLI imports this module while parsing arguments.
 """
 
 from __future__ import annotations
 
-import argparse
 import math
 import os
 import re
-import socket
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
-
-import yaml
 
 
 class InputError(ValueError):
@@ -157,15 +154,6 @@ def check_name(value: str, *, what: str) -> None:
         )
 
 
-def contained(root: str | Path, child: str | Path, *, what: str) -> Path:
-    """``root / child`` resolved; refused when it would land outside ``root``."""
-    base = Path(root).resolve()
-    path = (base / child).resolve()
-    if path != base and base not in path.parents:
-        raise InputError(f"{what} {child} would be written to {path}, outside {base}; use a plain name")
-    return path
-
-
 # ----------------------------------------------------------------------- a whole config
 
 
@@ -207,249 +195,3 @@ def config_errors(cfg: Any) -> list[str]:
         except InputError as e:
             errors.append(str(e))
     return errors
-
-
-# ---------------------------------------------------------------------------------- YAML
-
-
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """safe_load that refuses a key given twice in one mapping (the later one would silently win)."""
-
-    def construct_mapping(self, node, deep=False):
-        seen: dict[Any, Any] = {}
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)
-            try:
-                first = seen.get(key)
-            except TypeError:  # an unhashable key (a list or mapping): SafeLoader reports it
-                break
-            if first is not None:
-                raise InputError(
-                    f"duplicate key {key!r} at line {key_node.start_mark.line + 1} (first at line {first.line + 1}); "
-                    "keep one of them (the later one would silently win)"
-                )
-            seen[key] = key_node.start_mark
-        return super().construct_mapping(node, deep=deep)
-
-
-def parse_yaml(text: str, *, where: str) -> Any:
-    """YAML text -> data: depth, aliases and duplicate keys checked; errors as InputError."""
-    depth = aliases = 0
-    try:
-        for event in yaml.parse(text, Loader=yaml.SafeLoader):  # events: no recursion, unlike compose
-            if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
-                depth += 1
-                if depth > MAX_YAML_DEPTH:
-                    line = event.start_mark.line + 1
-                    raise InputError(
-                        f"{where} nests deeper than {MAX_YAML_DEPTH} levels (at line {line}); "
-                        "a config needs 4: flatten it"
-                    )
-            elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
-                depth -= 1
-            elif isinstance(event, yaml.AliasEvent):
-                aliases += 1
-                if aliases > MAX_YAML_ALIASES:
-                    raise InputError(f"{where} uses more than {MAX_YAML_ALIASES} aliases (*name); write the values out")
-        return yaml.load(text, Loader=_UniqueKeyLoader)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise InputError(f"{where} is not valid YAML{at}: {getattr(e, 'problem', None) or e}; fix the syntax") from None
-    except (ValueError, TypeError, OverflowError) as e:  # e.g. a timestamp or base-64 value out of range
-        if isinstance(e, InputError):
-            raise
-        raise InputError(f"{where} holds a value YAML cannot read ({e}); fix or quote it") from None
-
-
-def read_yaml_file(path: str | Path) -> Any:
-    """A YAML file of at most MAX_YAML_BYTES of UTF-8 text -> data."""
-    path = Path(path)
-    try:
-        with open(path, "rb") as f:
-            data = f.read(MAX_YAML_BYTES + 1)
-    except OSError as e:
-        raise InputError(f"cannot read config file {path}: {e.strerror or e}; check the path") from None
-    if len(data) > MAX_YAML_BYTES:
-        raise InputError(
-            f"config file {path} is larger than {MAX_YAML_BYTES // 1024} KiB; a config is a few KB: "
-            "check that it is the right file"
-        )
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise InputError(
-            f"config file {path} is not UTF-8 text (byte 0x{data[e.start]:02x} at offset {e.start}); "
-            "give a YAML text file saved as UTF-8"
-        ) from None
-    return parse_yaml(text, where=str(path))
-
-
-def parse_set_value(key: str, value: str) -> Any:
-    """The value of ``--set key=value`` read as YAML (plain text when it is not YAML)."""
-    check_text(value, what=f"--set {key}", limit=MAX_SET_CHARS)
-    if not value.strip():
-        return ""
-    try:
-        return parse_yaml(value, where=f"--set {key}")
-    except InputError as e:
-        if "nests deeper" in str(e) or "aliases" in str(e):
-            raise
-        return value  # not YAML: the text itself (the schema says whether text is allowed)
-
-
-# --------------------------------------------------------------------------- argparse types
-
-
-def _parse_number(text: str, flag: str, whole: bool) -> float:
-    try:
-        return int(text) if whole else float(text)
-    except ValueError:
-        kind = "whole number" if whole else "number"
-        raise argparse.ArgumentTypeError(f"invalid {kind} {text!r}; give {flag} a {kind}") from None
-
-
-def arg_number(field: str, flag: str, *, whole: bool = True):
-    """argparse type: a number within the limits of config field or argument ``field``."""
-    low, high = limits_for(field)
-
-    def parse(text: str):
-        value = _parse_number(text.strip(), flag, whole)
-        try:
-            check_number(value, what=flag, low=low, high=high, whole=whole)
-        except InputError as e:
-            raise argparse.ArgumentTypeError(str(e).replace(f"{flag}=", f"{flag} ", 1)) from None
-        return value
-
-    parse.__name__ = "whole number" if whole else "number"
-    return parse
-
-
-def arg_name(flag: str):
-    """argparse type: a safe name (becomes a folder name)."""
-
-    def parse(text: str) -> str:
-        try:
-            check_name(text, what=flag)
-        except InputError as e:
-            raise argparse.ArgumentTypeError(str(e)) from None
-        return text
-
-    parse.__name__ = "name"
-    return parse
-
-
-def arg_text(flag: str):
-    """argparse type: text without control characters, at most MAX_TEXT characters."""
-
-    def parse(text: str) -> str:
-        try:
-            check_text(text, what=flag)
-        except InputError as e:
-            raise argparse.ArgumentTypeError(str(e)) from None
-        return text
-
-    parse.__name__ = "text"
-    return parse
-
-
-def arg_out_dir(flag: str):
-    """argparse type: an output folder (it may not exist yet; it must not be a file)."""
-    text_type = arg_text(flag)
-
-    def parse(text: str) -> str:
-        text_type(text)
-        p = Path(text)
-        if p.exists() and not p.is_dir():
-            raise argparse.ArgumentTypeError(f"{flag} {text} is a file, not a folder; give a folder (it is created)")
-        return text
-
-    parse.__name__ = "folder"
-    return parse
-
-
-def arg_out_file(flag: str):
-    """argparse type: an output file (replaced if it exists; it must not be a folder)."""
-    text_type = arg_text(flag)
-
-    def parse(text: str) -> str:
-        text_type(text)
-        p = Path(text)
-        if text.endswith(("/", os.sep)) or p.is_dir():
-            raise argparse.ArgumentTypeError(f"{flag} {text} is a folder; give a file name, e.g. {p / 'report.html'}")
-        parent = p.parent
-        while not parent.exists() and parent != parent.parent:
-            parent = parent.parent
-        if not parent.is_dir():
-            raise argparse.ArgumentTypeError(f"{flag} {text}: {parent} is a file, not a folder; give another path")
-        return text
-
-    parse.__name__ = "file"
-    return parse
-
-
-def arg_port(flag: str):
-    """argparse type: a TCP port number 1 ... 65535 (whether it is free is checked on bind)."""
-
-    def parse(text: str) -> int:
-        value = _parse_number(text.strip(), flag, True)
-        if not 1 <= value <= 65535:
-            raise argparse.ArgumentTypeError(f"{flag} {value} is not a TCP port; give a number from 1 to 65535")
-        return int(value)
-
-    parse.__name__ = "port"
-    return parse
-
-
-# ------------------------------------------------------------------------------- ports
-
-
-def port_holder(port: int) -> str:
-    """Who listens on TCP ``port`` on this machine, as 'pid N (command)', from /proc (Linux)."""
-    inodes = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            lines = Path(table).read_text().splitlines()[1:]
-        except OSError:
-            continue
-        for line in lines:
-            parts = line.split()
-            if len(parts) > 9 and int(parts[1].rsplit(":", 1)[1], 16) == port and parts[3] == "0A":  # LISTEN
-                inodes.add(parts[9])
-    if not inodes:
-        return "another program"
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            for fd in (proc / "fd").iterdir():
-                link = os.readlink(fd)
-                if link.startswith("socket:[") and link[8:-1] in inodes:
-                    cmd = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
-                    return f"pid {proc.name} ({cmd[:120]})"
-        except OSError:
-            continue
-    return "a process of another user"
-
-
-def check_port_free(host: str, port: int, *, flag: str = "--port") -> None:
-    """Refuse a port that cannot be bound on ``host`` now, naming what holds it."""
-    try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except (socket.gaierror, UnicodeError) as e:
-        raise InputError(f"--host {host!r} is not an address of this machine ({e}); use 127.0.0.1") from None
-    family, _, _, _, addr = infos[0]
-    with socket.socket(family, socket.SOCK_STREAM) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind(addr)
-        except OSError as e:
-            if e.errno in (98, 48):  # EADDRINUSE (Linux, macOS)
-                raise InputError(
-                    f"{flag} {port} on {host} is in use by {port_holder(port)}; choose another {flag} "
-                    "or stop that server"
-                ) from None
-            raise InputError(
-                f"cannot listen on {host}:{port} ({e.strerror or e}); "
-                f"use --host 127.0.0.1 and a {flag} from 1024 to 65535"
-            ) from None

@@ -15,7 +15,8 @@ import torch
 
 from transgan_lab.platform.config import load_config
 from transgan_lab.trainers import checkpoint as ckpt
-from transgan_lab.trainers.train import total_steps, train
+from transgan_lab.trainers.schedule import total_steps
+from transgan_lab.trainers.train import train
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -330,7 +331,7 @@ def test_one_vs_two_workers_same_dynamics(tmp_path):
 
 
 def test_intervals_are_in_kimg_whatever_n_critic_or_batch():
-    from transgan_lab.trainers.train import due_events
+    from transgan_lab.trainers.schedule import due_events
 
     for n_critic, batch in ((1, 16), (2, 16), (4, 64), (5, 32)):
         cfg = load_config(
@@ -369,7 +370,7 @@ def test_lazy_regularisation_penalises_every_kth_d_update(tmp_path):
 
 
 def test_short_run_warning_counts_generator_updates():
-    from transgan_lab.trainers.train import MIN_G_UPDATES, short_run_warning, total_steps
+    from transgan_lab.trainers.schedule import MIN_G_UPDATES, short_run_warning, total_steps
 
     preset = load_config("digits-tiny")
     assert total_steps(preset) >= MIN_G_UPDATES and short_run_warning(preset) is None
@@ -393,12 +394,12 @@ def test_linear_lr_decay_falls_to_zero_at_the_end(tmp_path):
 
 
 def test_shared_fakes_save_one_generator_pass_per_step(tmp_path):
-    from transgan_lab.trainers.train import _Trainer
+    from transgan_lab.trainers.trainer import Trainer
 
     passes = {}
     for share in (False, True):
         cfg = small_cfg(3, f"optim.share_fakes={share}")  # n_critic 2
-        t = _Trainer(cfg, ListReporter(), out_dir=tmp_path / str(share), device="cpu", on_step=None)
+        t = Trainer(cfg, ListReporter(), out_dir=tmp_path / str(share), device="cpu", on_step=None)
         calls = []
         t.G.register_forward_hook(lambda m, args, out: calls.append(torch.is_grad_enabled()))
         acc: dict = {}

@@ -132,7 +132,7 @@ def import_official(
 ) -> tuple[Path, dict]:
     """Convert and write; returns (checkpoint dir, what was imported) for the report and the manifest."""
     from .models import build_discriminator, build_generator
-    from .train import TrainState
+    from .trainer import TrainState
 
     cp: Counterpart = COUNTERPARTS[preset]
     if d_name not in cp.D:

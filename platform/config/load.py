@@ -16,6 +16,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from transgan_lab.platform import validate as _validate
+from transgan_lab.platform import validate_yaml
 from transgan_lab.platform.config.dotted import DottedKeyError, set_dotted
 from transgan_lab.platform.config.schema import ConfigError, ExperimentConfig
 from transgan_lab.trainers import hashing as _hashing
@@ -30,8 +31,8 @@ def preset_names() -> list[str]:
 
 
 def _read_yaml(path: Path) -> dict:
-    try:  # size, UTF-8, depth, aliases and duplicate keys checked (platform/validate.py)
-        data = _validate.read_yaml_file(path)
+    try:  # size, UTF-8, depth, aliases and duplicate keys checked (platform/validate_yaml.py)
+        data = validate_yaml.read_yaml_file(path)
     except _validate.InputError as e:
         raise ConfigError(str(e)) from None
     if data is None:
@@ -104,7 +105,7 @@ def parse_override(item: str) -> tuple[list[str], Any]:
             f"--set {key[:40]}...: the key is {len(key)} characters long; config keys are short dotted names"
         )
     try:
-        parsed = _validate.parse_set_value(key, value)  # YAML, depth- and size-limited; plain text if not YAML
+        parsed = validate_yaml.parse_set_value(key, value)  # YAML, depth- and size-limited; plain text if not YAML
     except _validate.InputError as e:
         raise ConfigError(str(e)) from None
     return key.split("."), parsed

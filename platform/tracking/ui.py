@@ -6,7 +6,7 @@ import os
 import sys
 from pathlib import Path
 
-from transgan_lab.platform import procs, validate
+from transgan_lab.platform import procs, validate_args
 from transgan_lab.tracking_client import artifact_root_for, check_readable, is_server, redact, resolve_tracking_uri
 
 
@@ -39,7 +39,7 @@ def cmd_ui(args) -> int:
     if root:
         cmd += ["--default-artifact-root", Path(root).as_uri()]
     env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": os.environ.get("MLFLOW_DISABLE_TELEMETRY", "true")}
-    validate.check_port_free(host, port)  # refused (exit 2) before any process starts
+    validate_args.check_port_free(host, port)  # refused (exit 2) before any process starts
     print(f"MLflow UI for {redact(uri)} on http://{host}:{port}  (Ctrl-C stops it)", flush=True)
     server = procs.OwnedProcess(cmd, env=env)  # its own process group, ended with this process
     try:
@@ -51,7 +51,7 @@ def cmd_ui(args) -> int:
     finally:
         server.stop()
     # The UI runs until stopped; ending by itself means it failed (e.g. another server took the port).
-    holder = validate.port_holder(port)
+    holder = validate_args.port_holder(port)
     print(
         f"error: the MLflow UI on {host}:{port} exited with code {code}"
         + (f"; the port is held by {holder}" if holder != "another program" else "")

@@ -1,0 +1,166 @@
+"""One training step on a ``Trainer``'s state: ``optim.n_critic`` D updates (gradient penalty / R1 on
+every ``loss.reg_every``-th), then one G update and the G_ema update.
+
+Latents and gradient-penalty mixing weights are drawn for the whole global batch from a generator
+seeded by (seed, step) and sliced per rank; gradients are averaged over ranks (DDP) and micro-batches,
+so the worker count never changes the dynamics. Losses accumulate on the device (no host sync inside
+a step).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import TYPE_CHECKING
+
+import torch
+from torch import nn
+
+from transgan_lab.trainers import losses
+from transgan_lab.trainers.device import unwrap
+from transgan_lab.trainers.ema import ema_beta, update_ema
+from transgan_lab.trainers.rng import step_generator
+from transgan_lab.trainers.schedule import lr_scale
+
+if TYPE_CHECKING:
+    from transgan_lab.trainers.trainer import Trainer
+
+
+def global_draw(
+    t: Trainer, shape: tuple[int, ...], n_local: int, tag: int, k: int = 0, *, kind=torch.randn
+) -> torch.Tensor:
+    """Draw for the whole global batch from a (seed, step) generator; keep this rank's rows."""
+    st = t.state
+    gen = step_generator(t.cfg.seed, st.reseed, st.step * 8 + k, tag)
+    x = kind(*shape, generator=gen)
+    return x[t.rank * n_local : (t.rank + 1) * n_local].to(t.device, non_blocking=True)
+
+
+def latents(t: Trainer, n_global: int, n_local: int, tag: int, k: int = 0) -> torch.Tensor:
+    return global_draw(t, (n_global, unwrap(t.G).latent_dim), n_local, tag, k)
+
+
+def locality(t: Trainer) -> int | None:
+    """The generator's locality mask width at this epoch (None = no mask)."""
+    from transgan_lab.trainers.models import locality_width
+
+    loc = t.cfg.model.g.locality
+    if not loc.enabled:
+        return None
+    return locality_width(loc, int(t.stream.epoch))
+
+
+def g_forward(t: Trainer, z: torch.Tensor, real: torch.Tensor, width: int | None) -> tuple:
+    """G's pass of the G update (with grad): (fake, sr, real); sr is None without MT-CT."""
+    if t.cfg.model.mtct.enabled:
+        # One batched pass for G(z) and the super-resolution task, so every G parameter is
+        # used in the same DDP forward.
+        lr = losses.downsample_for_mtct(real, side=unwrap(t.G).bottom)
+        fake, sr = t.G(z, locality_width=width, lr_images=lr)
+        return fake, sr, real
+    return t.G(z, locality_width=width), None, real
+
+
+def set_lr(t: Trainer) -> None:
+    """optim.lr_decay: the step's learning rates from the G updates done (resume-safe)."""
+    opt = t.cfg.optim
+    scale = lr_scale(opt, step=t.state.step, last_step=t.last_step)
+    for group in t.opt_G.param_groups:
+        group["lr"] = opt.lr_g * scale
+    for group in t.opt_D.param_groups:
+        group["lr"] = opt.lr_d * scale
+
+
+def clip(model: nn.Module, max_norm: float) -> torch.Tensor:
+    """Clip the gradients to max_norm (0 = no clipping); their total norm before clipping."""
+    params = [p for p in model.parameters() if p.grad is not None]
+    if max_norm > 0:
+        return torch.nn.utils.clip_grad_norm_(params, max_norm).detach().float()
+    return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(p.grad) for p in params])).float()
+
+
+def train_step(t: Trainer, acc: dict) -> None:
+    """One step (n_critic D updates + one G update); loss statistics accumulate in ``acc``."""
+    cfg, opt = t.cfg, t.cfg.optim
+    set_lr(t)
+    G_mod, D_mod = unwrap(t.G), unwrap(t.D)
+    width = locality(t)
+    real_local = None
+    reg_every = getattr(cfg.loss, "reg_every", 1)
+    z_g = latents(t, opt.batch_g, t.g_local, tag=2)
+    # optim.share_fakes: the G update's own samples (detached) are the fakes of the last D
+    # update, which saves one generator pass per step (accum 1 and batch_g >= batch_d only).
+    g_pass = None
+    for k in range(opt.n_critic):
+        # Lazy regularisation: the penalties run on every reg_every-th D update (counted over
+        # the whole run, so the cadence survives resume), weighted x reg_every in d_loss.
+        regularise = (t.state.step * opt.n_critic + k) % reg_every == 0
+        real_local = t.stream.next_batch().to(t.device, non_blocking=True)
+        alpha_local = global_draw(t, (opt.batch_d,), t.d_local, tag=3, k=k, kind=torch.rand)
+        shared = None
+        if t.share_fakes and k == opt.n_critic - 1:
+            with t.autocast():
+                g_pass = g_forward(t, z_g, real_local, width)
+            shared = g_pass[0].detach()[: t.d_local]
+        else:
+            z_local = latents(t, opt.batch_d, t.d_local, tag=1, k=k)
+        for a in range(opt.accum):
+            rows = slice(a * t.d_micro, (a + 1) * t.d_micro)
+            if shared is not None:
+                fake = shared
+            else:
+                with torch.no_grad(), t.autocast():
+                    fake = t.G(z_local[rows], locality_width=width)
+            sync = t.world > 1 and a < opt.accum - 1
+            with t.D.no_sync() if sync else contextlib.nullcontext():
+                with t.autocast():
+                    loss, stats = losses.d_loss(
+                        t.D,
+                        real_local[rows],
+                        fake.float(),
+                        t.aug,
+                        cfg.loss,
+                        gp_alpha=alpha_local[rows],
+                        regularise=regularise,
+                    )
+                (loss / opt.accum).backward()
+            for key, v in stats.items():
+                acc[key] = acc.get(key, 0.0) + v.detach().float() / (opt.accum * opt.n_critic)
+        acc["grad_norm_d"] = acc.get("grad_norm_d", 0.0) + clip(t.D, opt.grad_clip) / opt.n_critic
+        t.opt_D.step()
+        t.opt_D.zero_grad(set_to_none=True)
+
+    D_mod.requires_grad_(False)
+    for a in range(opt.accum):
+        rows = slice(a * t.g_micro, (a + 1) * t.g_micro)
+        sync = t.world > 1 and a < opt.accum - 1
+        with t.G.no_sync() if sync else contextlib.nullcontext():
+            with t.autocast():
+                if g_pass is None:
+                    real = real_local[a * t.d_micro : (a + 1) * t.d_micro]
+                    fake, sr, real = g_forward(t, z_g[rows], real, width)
+                else:
+                    fake, sr, real = g_pass
+                loss, stats = losses.g_loss(t.D_for_g, fake.float(), t.aug, cfg.loss)
+                if sr is not None:
+                    l_sr = losses.mtct_mse(sr, real)
+                    loss = loss + cfg.model.mtct.weight * l_sr
+                    acc["loss_mtct"] = acc.get("loss_mtct", 0.0) + l_sr.detach() / opt.accum
+            (loss / opt.accum).backward()
+        for key, v in stats.items():
+            acc[key] = acc.get(key, 0.0) + v.detach().float() / opt.accum
+    D_mod.requires_grad_(True)
+    acc["grad_norm_g"] = acc.get("grad_norm_g", 0.0) + clip(t.G, opt.grad_clip)
+    t.opt_G.step()
+    t.opt_G.zero_grad(set_to_none=True)
+
+    t.state.step += 1
+    t.state.nimg += opt.n_critic * opt.batch_d
+    beta = ema_beta(
+        nimg=t.state.nimg,
+        img_per_update=opt.n_critic * opt.batch_d,
+        ema_kimg=opt.ema_kimg,
+        rampup=opt.ema_rampup,
+        fixed_beta=opt.ema_beta,
+    )
+    update_ema(t.G_ema, G_mod, beta)  # looked up here at call time: bench/train_step.py patches it
+    t.last_beta = beta
