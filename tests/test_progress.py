@@ -80,3 +80,14 @@ def test_cli_train_prints_progress_and_the_store(tmp_path):
     assert [re.match(r"\[train\] ([0-9.]+)/0\.512 kimg", line).group(1) for line in progress] == ["0.256", "0.512"]
     assert all(re.search(r"\| G updates \d+ \| \d+ img/s \| ETA \d+:\d\d \| loss_d ", line) for line in progress)
     assert re.search(r"\| digits-FID \d+\.\d\d$", progress[-1]), progress[-1]
+
+
+def test_sweep_overall_bar_and_eta():
+    import time
+
+    from transgan_lab.platform.sweep.callbacks import Progress
+
+    p = Progress("digits_fid", 4)
+    p.t0 = time.monotonic() - 60.0  # two trials took a minute: two more take another
+    assert p.overall(2) == "[##########..........] 2/4 trials done, ETA 1:00"
+    assert p.overall(0).endswith("0/4 trials done, ETA ?") and p.overall(4).startswith("[" + "#" * 20 + "]")
