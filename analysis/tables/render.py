@@ -71,7 +71,7 @@ def render_terminal(table: Table, *, width: int = TERMINAL_WIDTH) -> str:
     body = _terminal_body(table, columns)
     dropped: list[str] = []
     for key in table.drop_order:
-        if max(len(line) for line in body) <= width:
+        if max(len(line) for line in "\n".join(body).splitlines()) <= width:
             break
         col = next((c for c in columns if c.key == key), None)
         if col is None or len(columns) <= 1:
@@ -129,6 +129,11 @@ _LATEX_SPECIAL = {
     "†": r"$^\dagger$",
     "×": r"$\times$",
     "≈": r"$\approx$",
+    "↓": r"$\downarrow$",
+    "↑": r"$\uparrow$",
+    "λ": r"$\lambda$",
+    "γ": r"$\gamma$",
+    "β": r"$\beta$",
 }
 
 
