@@ -320,7 +320,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--verbose",
         action="store_true",
-        help="print every column and each metric's full protocol record instead of its short footnote",
+        help="print each metric's full protocol JSON under the table (a sweep table: every column too)",
     )
     p.add_argument("--pick", default="final", choices=["final", "best"], help="per-run value rule")
     p.add_argument("--top", type=V.arg_number("table.top", "--top"), default=10, help="rows of a sweep table")
@@ -332,7 +332,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="keep only runs scored under this evaluation protocol id "
         "(ids are listed when runs mix protocols; repeatable)",
     )
-    p.add_argument("--verbose", action="store_true", help="print each metric's full protocol JSON under the table")
 
     # report
     p = sub.add_parser("report", help="self-contained HTML report of a sweep")

@@ -66,9 +66,7 @@ class Progress(Callback):
 
     def on_trial_error(self, iteration, trials, trial, **info):
         done = self._done(trials) + 1
-        self._p(
-            f"{self.label(trial.config, trial.trial_id)} FAILED ({done}/{self.total} done): see {trial.local_path}"
-        )
+        self._p(f"{self.label(trial.config, trial.trial_id)} FAILED ({done}/{self.total} done): see {trial.local_path}")
         self._p(self.overall(done))
 
 
