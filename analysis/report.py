@@ -172,9 +172,9 @@ def build_report_html(
         )
     else:
         parts.append(
-            f'<p class="note">Importances are shown from {need} finished, scored trials on (at least '
-            f"{figures.MIN_TRIALS_FOR_IMPORTANCE}, and two per searched param: {len(searched)} here); this sweep "
-            f"has {n_scored}.</p>"
+            f'<p class="note">Parameter importances need at least {need} finished, scored trials '
+            f"({figures.MIN_TRIALS_FOR_IMPORTANCE}, or two per searched parameter: this sweep searched "
+            f"{len(searched)}); it has {n_scored}, too few to say which parameter mattered.</p>"
         )
 
     if len(objectives) > 1:
