@@ -103,6 +103,21 @@ def _distribution(values: pd.Series):
     return D.CategoricalDistribution(choices), lambda v: str(v)
 
 
+MIN_TRIALS_FOR_IMPORTANCE = 5  # fANOVA's floor, whatever the number of params
+
+
+def min_trials_for_importance(n_params: int) -> int:
+    """Scored trials below which importances are not reported: at least 5, and two per searched
+    param (a random forest on fewer points than that ranks noise)."""
+    return max(MIN_TRIALS_FOR_IMPORTANCE, 2 * n_params)
+
+
+IMPORTANCE_CAVEAT = (
+    "fANOVA fits a random forest to the recorded trials: with {n} trials for {p} params it is a rough "
+    "ranking, not a measurement; check an important-looking param with an ablation before relying on it."
+)
+
+
 def param_importances(
     trials: pd.DataFrame,  # trial rows (tidy runs frame)
     *,
@@ -231,6 +246,9 @@ def sample_grid_figure(samples: Sequence[tuple[str, object]], *, cols: int = 3) 
 
 __all__ = [
     "curves_figure",
+    "IMPORTANCE_CAVEAT",
+    "MIN_TRIALS_FOR_IMPORTANCE",
+    "min_trials_for_importance",
     "param_importances",
     "importance_figure",
     "pareto_figure",

@@ -20,7 +20,7 @@ from transgan_lab.analysis import figures, load, tables
 from transgan_lab.analysis.aggregate import PICK_LABELS, value_column
 from transgan_lab.analysis.pareto import pareto_mask
 
-MIN_TRIALS_FOR_IMPORTANCE = 4  # fANOVA on fewer trials is noise
+HIGHLIGHT = 3  # the best trials by rank, drawn thicker in the curves
 
 _CSS = """
 body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margin:24px auto;max-width:1100px;
@@ -29,6 +29,8 @@ h1{font-size:1.5em;margin-bottom:4px}
 h2{font-size:1.15em;margin-top:28px;border-bottom:1px solid #ddd;padding-bottom:4px}
 .meta{color:#555;font-size:.9em} figure{margin:12px 0} figcaption{color:#555;font-size:.85em}
 img.fig{max-width:100%;border:1px solid #eee}
+.samples{display:flex;flex-wrap:wrap;gap:16px} .samples figure{margin:0}
+img.grid{image-rendering:pixelated;border:1px solid #eee}
 .grid{display:grid;grid-template-columns:repeat(auto-fit,minmax(460px,1fr));gap:8px}
 .scroll{overflow-x:auto}
 table.tgl-table{border-collapse:collapse;font-size:.85em;margin:8px 0}
@@ -64,8 +66,21 @@ def _img(png: bytes, alt: str) -> str:
     return f'<img class="fig" alt="{html.escape(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
 
 
-def _figure(fig, alt: str, caption: str) -> str:
-    return f"<figure>{_img(figures.png_bytes(fig), alt)}<figcaption>{html.escape(caption)}</figcaption></figure>"
+def _figure(fig, alt: str, caption: str, *, attrs: str = "") -> str:
+    img = _img(figures.png_bytes(fig), alt)
+    return f"<figure{attrs}>{img}<figcaption>{html.escape(caption)}</figcaption></figure>"
+
+
+def _sample_grid(title: str, image) -> str:
+    """A trial's logged sample grid as it was saved (each sample >= 48 px, nearest-neighbour), not
+    resampled: the browser shows its pixels as they are (`image-rendering: pixelated`)."""
+    import io
+
+    buf = io.BytesIO()
+    image.save(buf, format="PNG")
+    src = base64.b64encode(buf.getvalue()).decode()
+    img = f'<img class="grid" alt="{html.escape(title)}" width="{image.width}" src="data:image/png;base64,{src}">'
+    return f"<figure>{img}<figcaption>{html.escape(title)}</figcaption></figure>"
 
 
 def build_report_html(
@@ -86,8 +101,10 @@ def build_report_html(
     primary = objectives[0]
     labels = dict(zip(trials["run_id"], trials["run_name"].astype(str)))
     label_of = metric_registry.label
-    ranked_names = [r["trial"].text for r in table.sections[0].rows]
-    top_ids = [rid for rid, name in labels.items() if name in ranked_names]
+    ranked_names = [r["trial"].text for r in table.sections[0].rows]  # best first
+    by_name = {name: rid for rid, name in labels.items()}
+    top_ids = [by_name[n] for n in ranked_names if n in by_name][:HIGHLIGHT]  # in rank order, not trial order
+    top_names = [labels[rid] for rid in top_ids]
     status_counts = trials["status"].value_counts().sort_index()
     parts = [
         f"<h1>Sweep report: {html.escape(sweep_id)}</h1>",
@@ -107,22 +124,27 @@ def build_report_html(
         for m in [primary] + [m for m in ("digits_is", "is", "loss_d", "loss_g") if m != primary]:
             if (curves["metric"] == m).any():
                 fig = figures.curves_figure(
-                    curves, metric=m, labels=labels, highlight=top_ids[:3], metric_label=label_of(m)
+                    curves, metric=m, labels=labels, highlight=top_ids, metric_label=label_of(m)
                 )
                 parts.append(
                     _figure(
                         fig,
                         f"{m} vs kimg",
-                        f"{label_of(m)} of every trial against kimg; the top 3 trials are drawn thicker.",
+                        f"{label_of(m)} of every trial against kimg; drawn thicker: the top {len(top_names)} "
+                        f"by {label_of(primary)}, best first: {', '.join(top_names)}.",
+                        attrs=f' class="curves" data-highlight="{html.escape(",".join(top_names))}"',
                     )
                 )
         parts.append("</div>")
 
     importances = {}
+    need = figures.min_trials_for_importance(len(searched))
+    n_scored = 0
     for o in objectives:
         col = value_column(o, pick) if value_column(o, pick) in trials else f"final.{o}"
         finished = trials[trials["status"] == "FINISHED"]
-        if col in trials and finished[col].notna().sum() >= MIN_TRIALS_FOR_IMPORTANCE:
+        n_scored = max(n_scored, int(finished[col].notna().sum()) if col in trials else 0)
+        if col in trials and finished[col].notna().sum() >= need:
             imp = figures.param_importances(
                 finished, params=searched, objective_column=col, direction=metric_registry.mode(o)
             )
@@ -138,6 +160,9 @@ def build_report_html(
             )
         )
         parts.append(
+            f'<p class="note caveat">{html.escape(figures.IMPORTANCE_CAVEAT.format(n=n_scored, p=len(searched)))}</p>'
+        )
+        parts.append(
             "<ul>"
             + "".join(
                 f"<li>{html.escape(o)}: " + ", ".join(f"{html.escape(k)} {v:.3f}" for k, v in imp.items()) + "</li>"
@@ -147,8 +172,9 @@ def build_report_html(
         )
     else:
         parts.append(
-            f'<p class="note">Importances need at least {MIN_TRIALS_FOR_IMPORTANCE} finished, scored trials '
-            "with varied params; this sweep has fewer.</p>"
+            f'<p class="note">Parameter importances need at least {need} finished, scored trials '
+            f"({figures.MIN_TRIALS_FOR_IMPORTANCE}, or two per searched parameter: this sweep searched "
+            f"{len(searched)}); it has {n_scored}, too few to say which parameter mattered.</p>"
         )
 
     if len(objectives) > 1:
@@ -175,12 +201,10 @@ def build_report_html(
     parts.append("<h2>Samples</h2>")
     if samples:
         parts.append(
-            _figure(
-                figures.sample_grid_figure(samples),
-                "sample grids",
-                "Newest fixed-z EMA sample grid of each top trial (title: trial, kimg).",
-            )
+            '<p class="meta">Newest fixed-z EMA sample grid of each top trial, as logged (every sample at '
+            "least 48 px, nearest-neighbour), best first.</p>"
         )
+        parts.append('<div class="samples">' + "".join(_sample_grid(t, img) for t, img in samples) + "</div>")
     else:
         parts.append('<p class="note">No sample grids were logged for these trials.</p>')
     body = "\n".join(parts)

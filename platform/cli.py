@@ -38,6 +38,29 @@ def is_user_error(e: BaseException) -> bool:
     return any(cls.__name__ in _USER_ERRORS for cls in type(e).__mro__)
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """argparse's "(default: X)" after every option that has a default worth stating: not for flags
+    (off unless given), options without one (None: the help says what happens) or a help text that
+    already names its default."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if action.default in (None, False, [], argparse.SUPPRESS) or "default" in text:
+            return text
+        return super()._get_help_string(action)
+
+
+def parsers(ap: argparse.ArgumentParser):
+    """``ap`` and every sub-command parser under it, depth first: (command words, parser)."""
+    stack = [((), ap)]
+    while stack:
+        words, p = stack.pop(0)
+        yield words, p
+        for action in p._actions:  # argparse has no public walk of its sub-parsers
+            if isinstance(action, argparse._SubParsersAction):
+                stack += [((*words, name), sub) for name, sub in action.choices.items()]
+
+
 def _preset_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "preset",
@@ -67,18 +90,23 @@ def build_parser() -> argparse.ArgumentParser:
     _preset_args(cs)
     cs.add_argument("--json", action="store_true", help="JSON instead of YAML")
     cs.add_argument("--flat", action="store_true", help="dotted keys, as logged to MLflow")
-    csub.add_parser("list", help="list the presets")
+    csub.add_parser("list", help="list the presets: description, resolution, G and D parameters")
 
     # summary
     p = sub.add_parser("summary", help="parameters and forward FLOPs per image of G and D")
     _preset_args(p)
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print the four counts as JSON")
 
     # train
     p = sub.add_parser("train", help="train one run in this process (no Ray needed)")
     _preset_args(p)
     p.add_argument("--kimg", type=float, help="training length in thousands of real images shown to D")
-    p.add_argument("--out", type=V.arg_out_dir("--out"), default="runs", help="output root (default: ./runs)")
+    p.add_argument(
+        "--out",
+        type=V.arg_out_dir("--out"),
+        default="runs",
+        help="output root: run folders, and the MLflow store when tracking.uri is unset",
+    )
     p.add_argument(
         "--resume",
         type=V.arg_text("--resume"),
@@ -242,11 +270,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     # sample
     p = sub.add_parser("sample", help="write PNG samples from a checkpoint's EMA generator")
-    p.add_argument("checkpoint", type=V.arg_text("CHECKPOINT"), metavar="CHECKPOINT")
-    p.add_argument("--n", type=V.arg_number("sample.n", "--n"), default=16)
-    p.add_argument("--seed", type=V.arg_number("seed", "--seed"), default=0)
-    p.add_argument("--out", type=V.arg_out_dir("--out"), default="samples")
-    p.add_argument("--grid", action="store_true", help="also write one grid image")
+    p.add_argument(
+        "checkpoint", type=V.arg_text("CHECKPOINT"), metavar="CHECKPOINT", help="checkpoint directory or run directory"
+    )
+    p.add_argument("--n", type=V.arg_number("sample.n", "--n"), default=16, help="number of samples")
+    p.add_argument(
+        "--seed", type=V.arg_number("seed", "--seed"), default=0, help="latent seed (sample i: this seed and index i)"
+    )
+    p.add_argument("--out", type=V.arg_out_dir("--out"), default="samples", help="folder for the PNG files")
+    p.add_argument(
+        "--grid",
+        action="store_true",
+        help="also write one grid image (nearest-neighbour enlarged, as the training grids)",
+    )
     p.add_argument(
         "--interpolate",
         type=V.arg_number("sample.interpolate", "--interpolate"),
@@ -275,7 +311,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--parquet", type=V.arg_text("--parquet"), help="read runs from this Parquet export instead of MLflow"
     )
     p.add_argument("--export", type=V.arg_out_file("--export"), help="write the loaded runs to this Parquet file")
-    p.add_argument("--format", default="terminal", choices=["terminal", "markdown", "latex", "html", "csv"])
+    p.add_argument(
+        "--format",
+        default="terminal",
+        choices=["terminal", "markdown", "latex", "html", "csv"],
+        help="output format (terminal: fits 120 columns; latex: booktabs)",
+    )
+    p.add_argument(
+        "--verbose",
+        action="store_true",
+        help="print each metric's full protocol JSON under the table (a sweep table: every column too)",
+    )
     p.add_argument("--pick", default="final", choices=["final", "best"], help="per-run value rule")
     p.add_argument("--top", type=V.arg_number("table.top", "--top"), default=10, help="rows of a sweep table")
     p.add_argument(
@@ -286,27 +332,32 @@ def build_parser() -> argparse.ArgumentParser:
         help="keep only runs scored under this evaluation protocol id "
         "(ids are listed when runs mix protocols; repeatable)",
     )
-    p.add_argument("--verbose", action="store_true", help="print each metric's full protocol JSON under the table")
 
     # report
     p = sub.add_parser("report", help="self-contained HTML report of a sweep")
     p.add_argument("sweep", type=V.arg_text("SWEEP"), nargs="?", help="sweep id (default: the newest sweep)")
-    p.add_argument("--tracking-uri", type=V.arg_text("--tracking-uri"))
-    p.add_argument("--experiment", type=V.arg_text("--experiment"), default=None)
-    p.add_argument("--out", type=V.arg_out_file("--out"), default="report.html")
+    p.add_argument(
+        "--tracking-uri",
+        type=V.arg_text("--tracking-uri"),
+        help="MLflow tracking URI (default: sqlite:///runs/mlflow.db)",
+    )
+    p.add_argument("--experiment", type=V.arg_text("--experiment"), default=None, help="MLflow experiment name")
+    p.add_argument("--out", type=V.arg_out_file("--out"), default="report.html", help="the HTML file to write")
 
     # ui
     p = sub.add_parser("ui", help="MLflow UI on 127.0.0.1 for the run store")
     p.add_argument(
         "--tracking-uri", type=V.arg_text("--tracking-uri"), help="store to show (default: sqlite:///runs/mlflow.db)"
     )
-    p.add_argument("--port", type=V.arg_port("--port"), default=5000)
+    p.add_argument("--port", type=V.arg_port("--port"), default=5000, help="port of the UI")
     p.add_argument(
         "--host",
         type=V.arg_text("--host"),
         default="127.0.0.1",
         help="bind address (default 127.0.0.1: this machine only)",
     )
+    for _, parser in parsers(ap):
+        parser.formatter_class = HelpFormatter
     return ap
 
 
@@ -326,6 +377,9 @@ COMMANDS = {
 }
 
 
+LIST_WIDTH = 120  # `config list`: one line per preset, cut to this many columns
+
+
 def cmd_config(args: argparse.Namespace) -> int:
     import json
 
@@ -334,8 +388,20 @@ def cmd_config(args: argparse.Namespace) -> int:
     from transgan_lab.platform import config as C
 
     if args.config_command == "list":
+        from transgan_lab.trainers.flops import param_counts
+
+        rows = []
         for name in C.preset_names():
-            print(name)
+            cfg = C.load_config(name, [])
+            n = param_counts(cfg)
+            res = f"{cfg.data.resolution}x{cfg.data.resolution}"
+            rows.append((name, res, f"G {n['g_params'] / 1e6:6.2f}M  D {n['d_params'] / 1e6:5.2f}M"))
+        widths = [max(len(r[i]) for r in rows) for i in range(2)]
+        for row, name in zip(rows, C.preset_names()):
+            head = f"{row[0]:<{widths[0]}}  {row[1]:>{widths[1]}}  {row[2]}"
+            room = LIST_WIDTH - len(head) - 2
+            text = C.preset_description(name)
+            print(f"{head}  {text if len(text) <= room else text[: room - 1].rstrip() + '…'}")
         return 0
     cfg = C.load_config(args.preset, args.overrides)
     data = cfg.model_dump(mode="json")

@@ -125,9 +125,19 @@ def _train_local(cfg, run_dir: Path, *, resume, allow_config_change: bool, track
     # unreachable or unusable store leaves no empty run folder behind.
     reporter, finish = _local_reporter(cfg, run_dir, tracking=tracking, out_root=out_root)
     run_dir.mkdir(parents=True, exist_ok=True)
+    from transgan_lab.platform.progress import TrainProgress, ui_hint
+
+    hint = None
+    if tracking:
+        from transgan_lab.tracking_client import resolve_tracking_uri
+
+        hint = ui_hint(resolve_tracking_uri(out_root=out_root, cfg_uri=cfg.tracking.uri))
+        print(hint, flush=True)
+    progress = TrainProgress(reporter, total_kimg=cfg.train.kimg)
     try:
-        result = train(cfg, reporter, out_dir=run_dir, resume=resume, allow_config_change=allow_config_change)
+        result = train(cfg, progress, out_dir=run_dir, resume=resume, allow_config_change=allow_config_change)
     except BaseException as e:
+        progress.close()
         finish("FAILED")
         if created and not any(run_dir.rglob("ckpt-*")):
             shutil.rmtree(run_dir, ignore_errors=True)  # nothing recorded yet: leave nothing behind
@@ -137,8 +147,11 @@ def _train_local(cfg, run_dir: Path, *, resume, allow_config_change: bool, track
         # Disk full, file too large, read-only or lost storage: say what survived and how to go on.
         print(f"error: {_storage_failure(os_error, run_dir)}", file=sys.stderr)
         return 1
+    progress.close()
     finish("FINISHED" if result["status"] == "finished" else "FAILED")
     _print_result(result, run_dir)
+    if hint:
+        print(hint)
     if result["status"] != "finished":
         print(f"error: {result.get('message', result['status'])}", file=sys.stderr)
         return 1

@@ -262,6 +262,13 @@ def init_ray(address: str | None = None, *, num_cpus: int | None = None, log_to_
         log_to_driver = bool(os.environ.get("TRANSGAN_LAB_RAY_LOGS"))
     # A busy machine can take long to register the raylet; the default wait (~10 s) is too short there.
     os.environ.setdefault("RAY_raylet_start_wait_time_s", "120")
+    # The raylet warns ("N PYTHON worker processes have been started ... 4x the maximum expected startup
+    # concurrency") once it has started 4x its start-up concurrency, which defaults to the CPU count. A
+    # sweep starts a 0.1-CPU driver, Ray Train's controller and the workers per trial, so on a 2-core
+    # machine the demo alone starts 8: expected here, not the user's to act on. Ray reads this setting
+    # (worker_maximum_startup_concurrency, checked against Ray 2.60.0) from the raylet's environment;
+    # it raises how many workers may start at once, and the warning's threshold with it.
+    os.environ.setdefault("RAY_worker_maximum_startup_concurrency", str(max(8, 3 * (os.cpu_count() or 1))))
     # address="local": always a fresh runtime of our own, never another user's cluster on this machine.
     # The dashboard (bound to 127.0.0.1) serves Ray's State API, which Ray Train's own placement-group
     # cleaner asks; sweeps do not rely on it alone (see sweep.callbacks.reap_orphaned_placement_groups).

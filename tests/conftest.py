@@ -136,7 +136,9 @@ class MlflowServer:
         from transgan_lab.platform.procs import OwnedProcess
 
         self.proc = OwnedProcess(cmd, stdout=self.log, stderr=subprocess.STDOUT)
-        wait_http(self.uri + "/health", timeout_s=90, proc=self.proc)
+        # A loaded 2-core machine (other sessions training) takes up to ~160 s to bring the server up
+        # (schema migrations, then uvicorn); waiting longer costs nothing when it is quick.
+        wait_http(self.uri + "/health", timeout_s=300, proc=self.proc)
         return self
 
     def stop(self) -> None:

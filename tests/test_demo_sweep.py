@@ -83,6 +83,7 @@ def demo(mlflow_server, tmp_path_factory):
         "exp_id": exp_id,
         "parent": parent.info.run_id,
         "stdout": p.stdout,
+        "stderr": p.stderr,
         "ids": {r.info.run_name: r.info.run_id for r in runs},
         "children": children,
     }
@@ -96,6 +97,31 @@ def _ranked(children) -> list[tuple[str, float]]:
         if c.info.status == "FINISHED" and "digits_fid" in c.data.metrics
     ]
     return sorted(scored, key=lambda nv: (nv[1], nv[0]))
+
+
+def test_demo_log_has_no_warning_that_is_not_the_users(demo):
+    """Ray's raylet start-up concurrency warning and Optuna's ExperimentalWarning are configured
+    away where they arise (init_ray, the sweep driver)."""
+    log = demo["stdout"] + demo["stderr"]
+    assert "worker processes have been started" not in log
+    assert "ExperimentalWarning" not in log
+
+
+def test_demo_sweep_terminal_table_fits_120_columns(demo):
+    cli = Path(sys.executable).parent / "transgan-lab"
+    r = subprocess.run(
+        [str(cli), "table", "sweep", "--sweep", NAME, "--tracking-uri", demo["uri"]],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert max(len(line) for line in r.stdout.splitlines()) <= 120, r.stdout
+    header = next(line for line in r.stdout.splitlines() if line.startswith("Rank "))
+    assert "kimg" in header and "G updates" in header and "digits-FID ↓" in header
+    assert "train." not in r.stdout.split("searched params:")[1].split("\n")[0]  # no bookkeeping field listed
+    assert "digits-FID: 200 fake vs " in r.stdout  # the protocol as a footnote, not its JSON
+    assert '{"' not in r.stdout
 
 
 def test_demo_sweep_table(demo):

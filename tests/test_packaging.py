@@ -202,7 +202,8 @@ def test_wheel_install_runs_the_cli_away_from_the_checkout(wheel, tmp_path, caps
         return capsys.readouterr().out
 
     presets = run("config", "list")
-    assert presets.split() == sorted(p.stem for p in (REPO / "experiments" / "configs").glob("*.yaml"))
+    listed = [line.split()[0] for line in presets.splitlines()]  # name, resolution, sizes, description
+    assert listed == sorted(p.stem for p in (REPO / "experiments" / "configs").glob("*.yaml"))
     summary = run("summary", "digits-tiny")
     assert summary.startswith("digits-tiny: G ") and summary == in_checkout("summary", "digits-tiny")
     out = tmp_path / "out"
@@ -210,3 +211,40 @@ def test_wheel_install_runs_the_cli_away_from_the_checkout(wheel, tmp_path, caps
     assert "# sweep digits-tiny-digits-" in dry and "trials of space 'digits'; first point (the preset):" in dry
     assert dry == in_checkout("sweep", "digits-tiny", "--dry-run", "--out", str(out))
     assert not out.exists() and not any(cwd.iterdir())  # a dry run starts nothing and writes nothing
+
+
+def _makefile_var(name: str) -> str:
+    """A `NAME := value` line of the Makefile, so the test installs exactly as `make` does."""
+    for line in (REPO / "Makefile").read_text().splitlines():
+        key, sep, value = line.partition(":=")
+        if sep and key.strip() == name:
+            return value.strip()
+    raise AssertionError(f"Makefile defines no {name}")
+
+
+@pytest.mark.slow
+def test_editable_install_prints_no_warning(tmp_path):
+    """`make demo`'s install step (`pip install -e .` under the Makefile's one documented filter)
+    into a scratch venv prints pip's progress and no build warning: no `Warning`, no `!!` block.
+    The dependencies are this environment's (a .pth line), so only the project itself is built."""
+    src = _copy_source(tmp_path / "src")
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
+    (site,) = (venv / "lib").glob("python3*/site-packages")
+    (site / "deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    env_key, _, env_value = _makefile_var("QUIET_EDITABLE").partition("=")
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONWARNINGS")}
+    env[env_key] = env_value.strip('"')
+    cmd = [sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python"), "install"]
+    cmd += ["--no-deps", "--no-build-isolation", "--no-index", "-e", str(src)]
+    r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    log = r.stdout + r.stderr
+    assert r.returncode == 0, log[-3000:]
+    assert "Successfully installed transgan-lab" in log
+    noisy = [line for line in log.splitlines() if "warning" in line.lower() or line.strip() == "!!"]
+    assert noisy == [], log
+    # The filter drops exactly setuptools' editable-install note: without it, that one block shows.
+    env.pop(env_key)
+    r = subprocess.run([*cmd, "--force-reinstall"], env=env, capture_output=True, text=True, timeout=600)
+    blocks = (r.stdout + r.stderr).count("Warning: ")
+    assert r.returncode == 0 and blocks == 1 and "Editable installation." in r.stderr, r.stderr[-3000:]

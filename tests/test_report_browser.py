@@ -131,6 +131,16 @@ def test_report_renders_in_chromium(chromium, sweep, shots, tmp_path):
         f"{SWEEP_ID}-t{t}" for t in ("002", "000", "003", "001", "004")
     ]
     assert "<strong>15.50</strong>" in rows[0]  # the best digits-FID is bold
+    # The curves draw the top 3 BY RANK thicker (trial order would be t000, t001, t002) and every
+    # curve's caption names the same trials, best first, as the table's first three rows.
+    top3 = [re.findall(r"<td[^>]*>(.*?)</td>", row)[1] for row in rows[:3]]
+    curves = re.findall(r'<figure class="curves" data-highlight="([^"]*)">.*?<figcaption>(.*?)</figcaption>', dom, re.S)
+    assert len(curves) >= 2, dom[:2000]
+    for highlight, caption in curves:
+        assert highlight.split(",") == top3, (highlight, top3)
+        assert caption.endswith(f"best first: {', '.join(top3)}."), caption
+    # importances from 5 scored trials of 2 params (>= max(5, 2 x 2)), with the caveat beside them
+    assert "with 5 trials for 2 params it is a rough ranking" in dom
 
     shot = shots / "report.png"
     _chromium(

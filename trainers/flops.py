@@ -29,6 +29,12 @@ def forward_flops(module: nn.Module, *inputs: torch.Tensor, **kwargs) -> int:
     return int(counter.get_total_flops())
 
 
+def param_counts(cfg) -> dict[str, int]:
+    """{"g_params", "d_params"}: the models built on the ``meta`` device (no memory; ~1 s for XL)."""
+    with torch.device("meta"):
+        return {"g_params": count_params(build_generator(cfg)), "d_params": count_params(build_discriminator(cfg))}
+
+
 def model_summary(cfg) -> dict[str, int]:
     """{"g_params", "d_params", "g_flops", "d_flops"}: parameters and forward FLOPs per image."""
     with torch.device("meta"):

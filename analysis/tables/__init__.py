@@ -50,7 +50,7 @@ def build(
     pick: str = "final",  # per-run value rule
     top: int = 10,  # rows of a sweep table
     protocols: Sequence[str] = (),  # protocol ids to keep
-    verbose: bool = False,  # full protocol JSON in the notes
+    verbose: bool = False,  # full protocol JSON in the notes; a sweep table: every column too
 ) -> list[Table]:
     """The tables of one study (or a sweep's top-k)."""
     if study == "sweep":

@@ -63,6 +63,9 @@ class Table:
     columns: list[Column]
     sections: list[Section]
     notes: list[str] = field(default_factory=list)
+    # Column keys the terminal renderer may leave out, first the first, when the table is wider than
+    # the terminal (it says which, in a note); empty: every column is always shown.
+    drop_order: list[str] = field(default_factory=list)
 
 
 def present(v: Any) -> bool:

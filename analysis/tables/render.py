@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import html
 import io
+import textwrap
 from collections.abc import Sequence
 
 from transgan_lab.analysis import baselines
@@ -41,18 +42,18 @@ def _plain(c: Cell, col: Column, *, pm: str = " ± ", mark: str = baselines.UNVE
     return s + (mark if c.unverified else "") + (" ≈" if c.tie else "")
 
 
-def render_terminal(table: Table) -> str:
+TERMINAL_WIDTH = 120  # columns a terminal table fits in (columns left out, notes wrapped)
+
+
+def _terminal_body(table: Table, columns: list[Column]) -> list[str]:
     from tabulate import tabulate
 
-    out = [table.title, "=" * len(table.title)]
-    headers = [c.label for c in table.columns]
-    align = ["left" if c.kind == "text" else "right" for c in table.columns]
+    headers = [c.label for c in columns]
+    align = ["left" if c.kind == "text" else "right" for c in columns]
+    out = []
     for s in table.sections:
         body = [
-            [
-                _plain(r.get(c.key, Cell()), c) + (TERMINAL_BEST if r.get(c.key, Cell()).bold else "")
-                for c in table.columns
-            ]
+            [_plain(r.get(c.key, Cell()), c) + (TERMINAL_BEST if r.get(c.key, Cell()).bold else "") for c in columns]
             for r in s.rows
         ]
         out += [
@@ -60,8 +61,33 @@ def render_terminal(table: Table) -> str:
             f"{s.label}:",
             tabulate(body, headers=headers, tablefmt="simple", colalign=align, disable_numparse=True),
         ]
+    return out
+
+
+def render_terminal(table: Table, *, width: int = TERMINAL_WIDTH) -> str:
+    """The table in plain text. Wider than ``width``: the columns of ``table.drop_order`` are left out,
+    first the first, until it fits, and a note names them; notes wrap at ``width``."""
+    columns = list(table.columns)
+    body = _terminal_body(table, columns)
+    dropped: list[str] = []
+    for key in table.drop_order:
+        if max(len(line) for line in "\n".join(body).splitlines()) <= width:
+            break
+        col = next((c for c in columns if c.key == key), None)
+        if col is None or len(columns) <= 1:
+            continue
+        columns.remove(col)
+        dropped.append(col.label)
+        body = _terminal_body(table, columns)
     notes = [n.replace("bold =", f"{TERMINAL_BEST} =") for n in table.notes]
-    out += [""] + [f"  {n}" for n in notes]
+    if dropped:
+        notes.append(
+            f"not shown, to fit {width} columns (least important first): {', '.join(dropped)}; "
+            "--verbose or --format markdown/html/csv show every column"
+        )
+    out = [table.title, "=" * min(len(table.title), width), *body, ""]
+    for n in notes:
+        out += textwrap.wrap(n, width=width, initial_indent="  ", subsequent_indent="    ", break_on_hyphens=False)
     return "\n".join(out) + "\n"
 
 
@@ -103,6 +129,11 @@ _LATEX_SPECIAL = {
     "†": r"$^\dagger$",
     "×": r"$\times$",
     "≈": r"$\approx$",
+    "↓": r"$\downarrow$",
+    "↑": r"$\uparrow$",
+    "λ": r"$\lambda$",
+    "γ": r"$\gamma$",
+    "β": r"$\beta$",
 }
 
 

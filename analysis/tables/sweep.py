@@ -5,6 +5,7 @@ objective and, for several objectives, the Pareto front.
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Sequence
 
@@ -46,16 +47,22 @@ def _as_param(key: str, columns) -> str | None:
     return base if f"param.{base}" in columns else None
 
 
+def _experiment_params(keys) -> list[str]:
+    """Bookkeeping fields (intervals, names, resources) dropped; the rest in the registry's order."""
+    kept = [k for k in dict.fromkeys(keys) if not k.startswith(BOOKKEEPING_PREFIXES)]
+    return sorted(kept, key=lambda k: (metric_registry.param_order(k), k))
+
+
 def searched_params(trials: pd.DataFrame, parent: pd.DataFrame | None = None) -> list[str]:
     """Dotted keys a sweep searched, in this order of evidence: a `transgan.searched` tag (JSON list);
     the keys of the trials' `transgan.sampled` tags (JSON dict of what the sampler chose, as the
-    sweep's trial driver logs it); else the params whose values differ across the trials
-    (bookkeeping params never count)."""
+    sweep's trial driver logs it); else the params whose values differ across the trials.
+    Bookkeeping params never count; the keys come in the registry's (a paper table's) order."""
     for frame in (parent, trials):
         if frame is not None and "tag.searched" in frame.columns:
             listed = [k for v in frame["tag.searched"].dropna() for k in json_list(v)]
             if listed:
-                return list(dict.fromkeys(listed))
+                return _experiment_params(listed)
     if "tag.sampled" in trials.columns:
         keys: list[str] = []
         for v in trials["tag.sampled"].dropna():
@@ -64,14 +71,14 @@ def searched_params(trials: pd.DataFrame, parent: pd.DataFrame | None = None) ->
             except ValueError:
                 continue
             keys += [k for k in (_as_param(k, trials.columns) for k in sampled) if k]
-        if keys:
-            return sorted(dict.fromkeys(keys))
+        if _experiment_params(keys):
+            return _experiment_params(keys)
     out = []
     for c in trials.columns:
         if c.startswith("param.") and not c[len("param.") :].startswith(BOOKKEEPING_PREFIXES):
             if trials[c].astype("string").fillna("—").nunique() > 1:
                 out.append(c[len("param.") :])
-    return out
+    return _experiment_params(out)
 
 
 def sweep_objectives(trials: pd.DataFrame, parent: pd.DataFrame | None = None) -> list[str]:
@@ -117,7 +124,7 @@ def sweep_table(
     pick: str = "final",  # per-run value rule
     top: int = 10,  # rows shown
     protocols: Sequence[str] = (),  # protocol ids to keep when trials mix protocols
-    verbose: bool = False,  # full protocol JSON in the notes instead of the one-line form
+    verbose: bool = False,  # full protocol JSON in the notes, and no column left out to fit a terminal
 ) -> Table:
     """The sweep's top-k trials by its primary objective, with the searched params and every objective."""
     if top < 1:
@@ -147,11 +154,15 @@ def sweep_table(
     shown = ranked.head(top)
     searched = searched_params(trials, parent)
 
-    cols = [Column("rank", "Rank"), Column("trial", "Trial"), Column("kimg", "kimg", "number", digits=1)]
+    kimg_digits = _decimals(shown["last_kimg"]) if "last_kimg" in shown else 1
+    cols = [Column("rank", "Rank"), Column("trial", "Trial"), Column("kimg", "kimg", "number", digits=kimg_digits)]
     if "final.g_updates" in ranked.columns:  # training length in what a GAN learns from
         cols.append(Column("g_updates", "G updates", "number", digits=0))
-    cols += [Column(f"param:{k}", k) for k in searched]
-    cols += [metric_column(m, pick) for m in metrics]
+    cols += [Column(f"param:{k}", metric_registry.param_label(k)) for k in searched]
+    for m in metrics:
+        col_m = metric_column(m, pick)
+        col_m.label = metric_registry.header(m) + (" (best)" if pick == "best" else "")
+        cols.append(col_m)
     extra_obj = [o for o in objectives if o not in metrics]
     in_millions = set(metric_registry.SIZE_METRICS)  # parameter and FLOP counts are shown in millions
 
@@ -159,8 +170,9 @@ def sweep_table(
         return f"obj:{o}_m" if o in in_millions else f"obj:{o}"
 
     for o in extra_obj:
-        label = f"{o} (M)" if o in in_millions else o
-        cols.append(Column(_obj_key(o), label, "number", digits=3))
+        label = metric_registry.header(o) + (" (M)" if o in in_millions else "")
+        scale = 1e-6 if o in in_millions else 1.0
+        cols.append(Column(_obj_key(o), label, "number", digits=_decimals(shown.get(f"final.{o}"), scale=scale)))
     if pareto is not None:
         cols.append(Column("pareto", "Pareto"))
     keep = (
@@ -202,7 +214,8 @@ def sweep_table(
         f"ranked by {metric_registry.label(primary)} ({'lower' if asc else 'higher'} is better); "
         f"top {len(shown)} of {n_scored} scored trials ({n_fin} finished, {n_all} in the sweep)",
         f"per-run value = {PICK_LABELS[pick]}" + ("; NOT the final model" if pick == "best" else ""),
-        "searched params: " + (", ".join(searched) or "none recorded"),
+        "searched params: "
+        + (", ".join(f"{metric_registry.param_label(k)} = {k}" for k in searched) or "none recorded"),
         BEST_NOTE.replace("; published rows are not ranked", ""),
     ]
     if multi:
@@ -218,6 +231,32 @@ def sweep_table(
         columns=cols,
         sections=[Section("Trials", rows, ranked=True)],
         notes=notes,
+        drop_order=[] if verbose else _drop_order(scored, searched, primary=primary, pick=pick, metrics=metrics),
     )
     mark_best(table)
     return table
+
+
+def _decimals(values, *, scale: float = 1.0) -> int:
+    """Decimals that show three significant digits of the column's largest value (0 to 3)."""
+    vals = pd.to_numeric(pd.Series(values, dtype="object"), errors="coerce").dropna().abs() * scale
+    top = float(vals.max()) if len(vals) else 0.0
+    if top <= 0:
+        return 1
+    return int(min(3, max(0, 2 - math.floor(math.log10(top)))))
+
+
+def _drop_order(scored: pd.DataFrame, searched: list[str], *, primary: str, pick: str, metrics) -> list[str]:
+    """Param columns a narrow terminal may leave out, least important first: by fANOVA importance
+    for the primary objective when the sweep has enough scored trials, else the rightmost first."""
+    order = list(reversed(searched))
+    from transgan_lab.analysis import figures
+
+    if len(scored) >= figures.min_trials_for_importance(len(searched)):
+        col = value_column(primary, pick) if primary in metrics else f"final.{primary}"
+        imp = figures.param_importances(
+            scored, params=searched, objective_column=col, direction=metric_registry.mode(primary)
+        )
+        if imp:
+            order = sorted(searched, key=lambda k: (imp.get(k, 0.0), -searched.index(k)))
+    return [f"param:{k}" for k in order]

@@ -14,6 +14,7 @@ from transgan_lab.platform.config.load import (
     load_config,
     load_raw,
     parse_override,
+    preset_description,
     preset_names,
     to_yaml,
 )
@@ -31,6 +32,7 @@ __all__ = [
     "load_config",
     "load_raw",
     "parse_override",
+    "preset_description",
     "preset_names",
     "to_yaml",
 ]

@@ -30,6 +30,18 @@ def preset_names() -> list[str]:
     return sorted(p.stem for p in _presets_dir().glob("*.yaml"))
 
 
+def preset_description(name: str) -> str:
+    """The first sentence of a preset file's leading comment (what `config list` prints)."""
+    lines = []
+    for line in (_presets_dir() / f"{name}.yaml").read_text(encoding="utf-8").splitlines():
+        if not line.startswith("#"):
+            break
+        lines.append(line.lstrip("#").strip())
+    text = " ".join(lines)
+    end = text.find(". ")
+    return text[: end + 1] if end >= 0 else text
+
+
 def _read_yaml(path: Path) -> dict:
     try:  # size, UTF-8, depth, aliases and duplicate keys checked (platform/validate_yaml.py)
         data = validate_yaml.read_yaml_file(path)

@@ -16,7 +16,8 @@ from transgan_lab.platform.sweep.space import trial_label
 
 
 class Progress(Callback):
-    """One line per trial event and per fresh evaluation (the sweep's heartbeat)."""
+    """One line per trial event and per fresh evaluation (the sweep's heartbeat), and after each
+    trial's end the whole sweep's bar and ETA. Plain lines, so a CI log reads the same as a terminal."""
 
     def __init__(self, primary: str, total: int, *, label=trial_label, tag: str = "sweep"):
         self.primary = primary  # the metric shown on every evaluation line
@@ -50,14 +51,23 @@ class Progress(Callback):
                 f"  {result.get('img_per_s', float('nan')):7.1f} img/s"
             )
 
+    def overall(self, done: int) -> str:
+        """The sweep as a whole: a text bar of finished trials and the ETA at the pace so far."""
+        width = 20
+        filled = round(width * done / self.total) if self.total else width
+        left = (time.monotonic() - self.t0) / done * (self.total - done) if done else None
+        eta = "?" if left is None else "{}:{:02d}".format(*divmod(int(left), 60))
+        return f"[{'#' * filled}{'.' * (width - filled)}] {done}/{self.total} trials done, ETA {eta}"
+
     def on_trial_complete(self, iteration, trials, trial, **info):
-        self._p(f"{self.label(trial.config, trial.trial_id)} ended ({self._done(trials) + 1}/{self.total} done)")
+        done = self._done(trials) + 1
+        self._p(f"{self.label(trial.config, trial.trial_id)} ended ({done}/{self.total} done)")
+        self._p(self.overall(done))
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        self._p(
-            f"{self.label(trial.config, trial.trial_id)} FAILED ({self._done(trials) + 1}/{self.total} done): "
-            f"see {trial.local_path}"
-        )
+        done = self._done(trials) + 1
+        self._p(f"{self.label(trial.config, trial.trial_id)} FAILED ({done}/{self.total} done): see {trial.local_path}")
+        self._p(self.overall(done))
 
 
 def reap_orphaned_placement_groups() -> list[str]:

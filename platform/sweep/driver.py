@@ -20,6 +20,7 @@ import functools
 import json
 import math
 import os
+import warnings
 from pathlib import Path
 
 from transgan_lab import metric_registry
@@ -224,7 +225,12 @@ def run_sweep(
         tuner = tune.Tuner.restore(exp_path, trainable=trainable, resume_unfinished=True, resume_errored=True)
     else:
         multi = len(objectives) > 1
-        sampler = optuna.samplers.TPESampler(seed=cfg.sweep.seed, multivariate=True, group=True)
+        # `group=True` (TPE over the space's conditional groups: the searched depths and widths come
+        # and go with the stage count) is an argument Optuna 5 still calls experimental: its
+        # ExperimentalWarning, and only that category, raised by this constructor, is not the user's to act on.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            sampler = optuna.samplers.TPESampler(seed=cfg.sweep.seed, multivariate=True, group=True)
         space_fn, _ = get_space(space)
         searcher = OptunaSearch(
             space=functools.partial(numbered_space, space_fn=space_fn, base=base),

@@ -1,6 +1,7 @@
 """Every metric that is ranked or compared anywhere: its name, which way is better, its label, unit
-and evaluation protocol. The engine (best checkpoint), tracking, the sweep (Optuna/ASHA modes,
-objectives) and the analysis layer (tables, Pareto fronts, figures) all look metrics up here.
+and evaluation protocol; and the display label of every config field a sweep searches. The engine
+(best checkpoint), tracking, the sweep (Optuna/ASHA modes, objectives) and the analysis layer
+(tables, Pareto fronts, figures) all look metrics up here.
 
 Pure Python on purpose: ``trainers`` (torch only) and ``analysis`` (never torch) both import it.
 
@@ -71,3 +72,63 @@ def label(name: str) -> str:
 def eval_metrics(protocol: str | None = None) -> tuple[str, ...]:
     """Evaluation metric names, all or those of one protocol family."""
     return tuple(n for n in EVAL_METRICS if protocol is None or METRICS[n].protocol == protocol)
+
+
+def header(name: str) -> str:
+    """Column header of a metric: an evaluation score carries its direction (``digits-FID ↓``), a
+    cost its unit where the label lacks it (``G params``); an unlisted metric is shown by its name."""
+    if name not in METRICS:
+        return name
+    m = METRICS[name]
+    return f"{m.label} {'↓' if m.mode == 'min' else '↑'}" if m.protocol else m.label
+
+
+@dataclass(frozen=True)
+class Param:
+    key: str  # dotted config key, as logged to MLflow (`model.g.embed_dim`)
+    label: str  # column header in tables (`G width`)
+    unit: str = ""  # "" or e.g. "kimg"
+
+
+# The config fields the search spaces sample (platform/sweep/spaces.py) and the studies vary, in the
+# order a paper's table lists them: architecture, then recipe.
+PARAMS: dict[str, Param] = {
+    p.key: p
+    for p in (
+        Param("model.g.embed_dim", "G width"),
+        Param("model.g.depths", "G depths"),
+        Param("model.g.heads", "G heads"),
+        Param("model.g.bottom", "G bottom"),
+        Param("model.g.locality.enabled", "Locality"),
+        Param("model.g.locality.schedule", "Loc. schedule"),
+        Param("model.g.locality.off_epoch", "Loc. off", "epoch"),
+        Param("model.d.depth", "D depth"),
+        Param("model.d.patch_size", "D patch"),
+        Param("augment.policy", "Aug."),
+        Param("model.mtct.enabled", "MT-CT"),
+        Param("model.mtct.weight", "MT-CT λ"),
+        Param("loss.kind", "Loss"),
+        Param("loss.r1_gamma", "R1 γ"),
+        Param("loss.reg_every", "Reg. every"),
+        Param("optim.lr_g", "lr G"),
+        Param("optim.lr_d", "lr D"),
+        Param("optim.beta1", "β1"),
+        Param("optim.n_critic", "n_critic"),
+        Param("optim.batch_d", "Batch D"),
+        Param("optim.batch_g", "Batch G"),
+        Param("optim.ema_kimg", "EMA", "kimg"),
+    )
+}
+
+
+def param_label(key: str) -> str:
+    """Column header of a config field (``G width``, ``EMA (kimg)``); an unlisted one by its dotted key."""
+    p = PARAMS.get(key)
+    if p is None:
+        return key
+    return f"{p.label} ({p.unit})" if p.unit else p.label
+
+
+def param_order(key: str) -> int:
+    """Where a field's column goes: the order of ``PARAMS``, unlisted fields after them."""
+    return list(PARAMS).index(key) if key in PARAMS else len(PARAMS)
