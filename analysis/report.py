@@ -2,7 +2,7 @@
 
 Nothing in the file points outside it: no external scripts, styles, fonts or images, so it opens
 offline and can be mailed. A tiny inline script writes `data-images-loaded="<ok>/<total>"` on
-<body> (and the text of #tgl-render-status) once every image has decoded, for headless checks.
+<body> (and the text of the hidden #tgl-render-status) once every image has decoded, for headless checks.
 """
 
 from __future__ import annotations
@@ -113,7 +113,7 @@ def build_report_html(
         + f"); objectives: {html.escape(', '.join(objectives))}; per-run value: {html.escape(PICK_LABELS[pick])}"
         + (f"; source: {html.escape(source)}" if source else "")
         + f"; generated {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}</p>",
-        '<p class="meta" id="tgl-render-status">images-pending</p>',
+        '<p class="meta" id="tgl-render-status" hidden>images-pending</p>',  # read by headless checks only
         "<h2>Top trials</h2>",
         f'<div class="scroll">{tables.render_html(table)}</div>',
     ]

@@ -124,7 +124,7 @@ def test_report_renders_in_chromium(chromium, sweep, shots, tmp_path):
     out = tmp_path / "report.html"
     html, dom, n_img = render_report(SWEEP_ID, sweep["uri"], out, tmp_path / "p1")
     assert n_img >= 5 and "<link" not in html  # self-contained
-    assert re.search(rf'id="tgl-render-status">images-ok {n_img}/{n_img}<', dom)
+    assert re.search(rf'id="tgl-render-status"[^>]*>images-ok {n_img}/{n_img}<', dom)
     rows = re.findall(r'<tr class="row">(.*?)</tr>', dom, flags=re.S)
     assert len(rows) == 5  # the five scored trials; the failed one is not ranked
     assert [re.findall(r"<td[^>]*>(.*?)</td>", row)[1] for row in rows] == [
