@@ -231,31 +231,22 @@ def run_study(
     from transgan_lab.platform.ray_train import init_ray, storage_path_for
     from transgan_lab.platform.sweep import results
     from transgan_lab.platform.sweep.callbacks import PlacementGroupReaper, Progress
-    from transgan_lab.platform.sweep.driver import DRIVER_CPU, STUDY_RUN, concurrency, trial_driver
+    from transgan_lab.platform.sweep.driver import (
+        DRIVER_CPU,
+        STUDY_RUN,
+        concurrency,
+        open_parent_run,
+        trial_driver,
+    )
 
     first = runs[0].config
     name = study_id(study, dataset, runs)
     primary = first.eval.primary
     storage = storage_path_for(first, out_root)
-    uri = tracking.resolve_tracking_uri(out_root=out_root, cfg_uri=first.tracking.uri, override=tracking_uri)
-    tracking.check_reachable(uri)  # before any Ray work
-    experiment_id = tracking.ensure_experiment(uri, first.tracking.experiment)
-    commit = tracking.git_commit()
-    parent_tags = tracking.base_tags(
-        first,
-        kind="sweep",
-        extra={
-            "study": study,
-            "num_samples": len(runs),
-            "storage_path": f"{storage}/{name}",
-            "git_commit": commit,
-            "gpu": tracking.gpu_name(),
-        },
+    uri, experiment_id, parent = open_parent_run(
+        first, name=name, out_root=out_root, tracking_uri=tracking_uri, num_samples=len(runs), extra={"study": study}
     )
-    parent_run_id, _ = tracking.get_or_create_run(
-        uri, experiment_id, key={tracking.TAG + "sweep_id": name}, run_name=name, tags=parent_tags
-    )
-    parent = tracking.RunLogger(uri=uri, run_id=parent_run_id)
+    parent_run_id, commit = parent.run_id, tracking.git_commit()
     plan_rows = [{"run": i, "variant": r.variant, "seed": r.seed, "slug": r.slug} for i, r in enumerate(runs)]
     parent.client.log_dict(parent_run_id, plan_rows, "study_plan.json")
 

@@ -124,6 +124,37 @@ def trial_driver(params: dict, ctx: dict) -> None:
         logger.finish("FINISHED")
 
 
+def open_parent_run(
+    cfg: ExperimentConfig,
+    *,
+    name: str,  # the sweep (or study) id: the parent run's transgan.sweep_id
+    out_root: str | os.PathLike,  # where the default store lives
+    tracking_uri: str | None,  # overrides tracking.uri
+    num_samples: int,  # trials under the parent
+    extra: dict,  # more transgan.* tags
+) -> tuple[str, str, tracking.RunLogger]:
+    """Check the store (before any Ray work), then get or create the parent run of a sweep or
+    study, keyed by its id so a resumed one reuses it: (uri, experiment id, parent logger)."""
+    uri = tracking.resolve_tracking_uri(out_root=out_root, cfg_uri=cfg.tracking.uri, override=tracking_uri)
+    tracking.check_reachable(uri)  # also creates a SQLite schema once
+    experiment_id = tracking.ensure_experiment(uri, cfg.tracking.experiment)
+    tags = tracking.base_tags(
+        cfg,
+        kind="sweep",
+        extra={
+            "num_samples": num_samples,
+            "storage_path": f"{storage_path_for(cfg, out_root)}/{name}",
+            "git_commit": tracking.git_commit(),
+            "gpu": tracking.gpu_name(),
+            **extra,
+        },
+    )
+    run_id, _ = tracking.get_or_create_run(
+        uri, experiment_id, key={tracking.TAG + "sweep_id": name}, run_name=name, tags=tags
+    )
+    return uri, experiment_id, tracking.RunLogger(uri=uri, run_id=run_id)
+
+
 def run_sweep(
     cfg: ExperimentConfig,
     *,
@@ -169,27 +200,11 @@ def run_sweep(
     uri = parent_run_id = experiment_id = parent = None
     commit = tracking.git_commit()
     if track:
-        uri = tracking.resolve_tracking_uri(out_root=out_root, cfg_uri=cfg.tracking.uri, override=tracking_uri)
-        tracking.check_reachable(uri)  # before any Ray work; also creates a SQLite schema once
-        experiment_id = tracking.ensure_experiment(uri, cfg.tracking.experiment)
-        parent_tags = tracking.base_tags(
-            cfg,
-            kind="sweep",
-            extra={
-                "space": space,
-                "num_samples": num_samples,
-                "sweep_seed": cfg.sweep.seed,
-                "objectives": ",".join(objectives),
-                "storage_path": f"{storage}/{name}",
-                "git_commit": commit,
-                "gpu": tracking.gpu_name(),
-                **tags,
-            },
+        extra = {"space": space, "sweep_seed": cfg.sweep.seed, "objectives": ",".join(objectives), **tags}
+        uri, experiment_id, parent = open_parent_run(
+            cfg, name=name, out_root=out_root, tracking_uri=tracking_uri, num_samples=num_samples, extra=extra
         )
-        parent_run_id, _ = tracking.get_or_create_run(
-            uri, experiment_id, key={tracking.TAG + "sweep_id": name}, run_name=name, tags=parent_tags
-        )
-        parent = tracking.RunLogger(uri=uri, run_id=parent_run_id)
+        parent_run_id = parent.run_id
         parent.log_config(cfg)
         parent.client.log_dict(parent_run_id, paper, "paper_point.json")
 
