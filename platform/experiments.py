@@ -20,7 +20,7 @@ for _k, _v in {
 
 # A digits model small enough that a few training steps take seconds on a 2-core CPU: for
 # `--smoke` runs, which check the whole path (Ray, Tune, MLflow) rather than quality.
-SMOKE = [
+TINY_MODEL = [  # the model and batch of smoke runs (tests train it too)
     "model.g.embed_dim=64",
     "model.g.depths=[1,1,1]",
     "model.g.heads=2",
@@ -30,6 +30,9 @@ SMOKE = [
     "optim.n_critic=1",
     "optim.batch_d=32",
     "optim.batch_g=32",
+]
+SMOKE = [
+    *TINY_MODEL,
     "train.kimg=0.192",
     "train.log_kimg=0.064",
     "train.checkpoint_kimg=0.064",

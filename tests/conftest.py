@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pytest
 
+from transgan_lab.platform.experiments import TINY_MODEL  # noqa: F401 (test files import it from here)
+
 REPO = Path(__file__).resolve().parents[1]
 
 # One scratch root for the whole session; short, because Ray's unix sockets live under it.
@@ -50,18 +52,8 @@ def scratch() -> Path:
     return _SCRATCH
 
 
-# The smallest digits model the platform tests train: the model and batch part of their overrides.
-TINY_MODEL = [
-    "model.g.embed_dim=64",
-    "model.g.depths=[1,1,1]",
-    "model.g.heads=2",
-    "model.d.embed_dim=32",
-    "model.d.depth=1",
-    "model.d.heads=2",
-    "optim.n_critic=1",
-    "optim.batch_d=32",
-    "optim.batch_g=32",
-]
+# The smallest digits model the platform tests train (TINY_MODEL, imported above): the model and
+# batch part of their overrides, the same as the smoke runs'.
 
 
 def free_port() -> int:
