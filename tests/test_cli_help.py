@@ -9,7 +9,8 @@ import re
 import pytest
 
 from transgan_lab.platform import config as C
-from transgan_lab.platform.cli import build_parser, main, parsers
+from transgan_lab.platform.cli import main
+from transgan_lab.platform.cli_parser import build_parser, parsers
 
 
 def _commands() -> list[tuple[tuple[str, ...], argparse.ArgumentParser]]:
