@@ -205,7 +205,7 @@ def test_captured_step_matches_the_eager_step_within_bf16_tolerance(tmp_path):
     kw = {"train.precision": "bf16", "augment.policy": []}
     eager = make(tmp_path, "eager", "cuda", **kw)
     with warnings.catch_warnings():
-        warnings.simplefilter("error")  # no fallback warning on a card
+        warnings.filterwarnings("error", message="train.cuda_graphs")  # no fallback on a card
         t = make(tmp_path, "t", "cuda", **kw, **{"train.cuda_graphs": True})
     assert isinstance(t.graphed, GraphedStep) and t.cuda_graphs_fallback is None
     w0 = weights(t)
@@ -213,10 +213,13 @@ def test_captured_step_matches_the_eager_step_within_bf16_tolerance(tmp_path):
     g = t.graphed
     assert g.active and (g.captures, g.replays) == (1, 3), (g.failure, g.captures, g.replays)
     we, wg = weights(eager), weights(t)
-    moved = [k for k in w0 if not k.startswith("opt_") and not torch.equal(w0[k], wg[k])]
-    assert moved, "the replays did not change the weights"
-    for k in moved:
-        assert rel_err(wg[k] - w0[k], we[k] - w0[k]) < 5e-2, k
+    for model in ("G.", "D.", "G_ema."):  # each model's whole update (Adam with beta1=0 amplifies
+        # last-bit differences of near-zero gradients into +-lr on single elements: no per-tensor check)
+        keys = [k for k in w0 if k.startswith(model)]
+        update_g = torch.cat([(wg[k] - w0[k]).flatten() for k in keys])
+        update_e = torch.cat([(we[k] - w0[k]).flatten() for k in keys])
+        assert update_g.norm() > 0, f"the replays did not change {model}"
+        assert rel_err(update_g, update_e) < 5e-2, model
     for s_g, s_e in zip(stats_g, stats_e):
         keys = sorted(s_e)
         assert sorted(s_g) == keys
@@ -256,5 +259,5 @@ def test_after_a_rollback_the_new_graph_updates_the_loaded_optimizer_state(tmp_p
     exp_avg = t.opt_D.state[p]["exp_avg"]
     before = exp_avg.clone()
     run(t, 1)  # capture and replay
-    assert (g.captures, g.replays) == (2, 2)
+    assert (g.captures, g.replays) == (2, 3)
     assert t.opt_D.state[p]["exp_avg"] is exp_avg and not torch.equal(before, exp_avg)
