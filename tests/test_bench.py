@@ -2,8 +2,8 @@
 baseline, and the prepared GPU script and the CPU step benchmark run end to end and write JSON.
 
 `bench/gpu_bench.py --smoke` runs the GPU script's whole code path (matmul peak, agreement,
-baseline vs fast step, FLOP count, generation, memory with and without activation checkpointing)
-on this CPU with the tiny preset, and `bench/gpu_profile.py --smoke` the profiling run's; the card
+baseline vs fast and graphed step, FLOP count, generation, memory with and without activation
+checkpointing) on this CPU with the tiny preset, and `bench/gpu_profile.py --smoke` the profiling run's; the card
 itself is exercised only where a GPU is lent.
 """
 
@@ -59,11 +59,16 @@ def test_fast_path_matches_baseline_within_bf16_tolerance(preset):
 
 @pytest.mark.slow
 def test_gpu_script_smoke_writes_the_full_report(tmp_path):
-    rep = run_bench("gpu_bench.py", "--smoke", "--out", str(tmp_path), report=tmp_path / "gpu_bench.json")
+    rep = run_bench("gpu_bench.py", "--smoke", "--out", str(tmp_path), report=tmp_path / "gpu_bench_cpu.json")
     assert rep["errors"] == {}
     assert rep["smoke"] and rep["card"] == "cpu" and rep["preset"] == "digits-tiny"
     assert rep["matmul_peak_bf16_tflops"] > 0 and rep["step_flops"] > 0
-    for mode in ("baseline", "bf16_eager", "fast"):
+    # train.cuda_graphs on a CPU: the graphed mode ran the eager step and says why
+    graphs = rep["graphed"]["cuda_graphs"]
+    assert not graphs["captured"] and graphs["replays"] == 0 and "CUDA device" in graphs["fallback"]
+    assert rep["best_mode"] in ("bf16_eager", "fast")  # a graphed mode that ran eagerly is no candidate
+    assert rep["speedup"] == rep[rep["best_mode"]]["img_per_s"] / rep["baseline"]["img_per_s"]
+    for mode in ("baseline", "bf16_eager", "fast", "graphed"):
         # (MFU is against the bf16 matmul peak: on a card it is < 1; on a CPU without native bf16
         # that peak is the emulated rate, so only its sign is checked here)
         assert rep[mode]["img_per_s"] > 0 and rep[mode]["mfu"] > 0

@@ -40,3 +40,15 @@ def update_ema(G_ema: nn.Module, G: nn.Module, beta: float) -> None:
     torch._foreach_lerp_(ema_params, params, 1.0 - beta)
     for b_ema, b in zip(G_ema.buffers(), G.buffers()):
         b_ema.copy_(b)
+
+
+@torch.no_grad()
+def update_ema_tensor(G_ema: nn.Module, G: nn.Module, weight: torch.Tensor) -> None:
+    """As ``update_ema`` with ``weight`` = 1 - beta a 0-d tensor on the device: no host value goes into
+    the kernels, so a captured CUDA graph replays it with each step's beta (``trainers.graphed``).
+    One weight per tensor (the list overload): a lone 0-d tensor would be read back as a host scalar."""
+    ema_params = [p for p in G_ema.parameters()]
+    params = [p.detach() for p in G.parameters()]
+    torch._foreach_lerp_(ema_params, params, [weight] * len(ema_params))
+    for b_ema, b in zip(G_ema.buffers(), G.buffers()):
+        b_ema.copy_(b)

@@ -23,6 +23,7 @@ NON_DYNAMIC = (
     "train.nan_retries",
     "train.compile",
     "train.activation_checkpointing",
+    "train.cuda_graphs",
     "data.root",
     "data.download",
     "data.loader_workers",

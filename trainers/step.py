@@ -5,11 +5,17 @@ Latents and gradient-penalty mixing weights are drawn for the whole global batch
 seeded by (seed, step) and sliced per rank; gradients are averaged over ranks (DDP) and micro-batches,
 so the worker count never changes the dynamics. Losses accumulate on the device (no host sync inside
 a step).
+
+A step is three parts: ``draw_inputs`` (host side: data batches, latents, mixing weights, the
+locality width and the lazy-regularisation cadence), ``updates`` (device side: every update, no host
+sync), then ``advance`` (the counters) and the EMA update. ``train_step`` runs them eagerly;
+``trainers.graphed`` replays ``updates`` and the EMA update from static buffers in a CUDA graph.
 """
 
 from __future__ import annotations
 
 import contextlib
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import torch
@@ -80,29 +86,67 @@ def clip(model: nn.Module, max_norm: float) -> torch.Tensor:
 
 def train_step(t: Trainer, acc: dict) -> None:
     """One step (n_critic D updates + one G update); loss statistics accumulate in ``acc``."""
-    cfg, opt = t.cfg, t.cfg.optim
     set_lr(t)
-    G_mod, D_mod = unwrap(t.G), unwrap(t.D)
-    width = locality(t)
+    inputs = draw_inputs(t)
+    stats: dict = {}
+    updates(t, inputs, stats)
+    add_stats(acc, stats)
+    beta = beta_after(t)
+    advance(t)
+    update_ema(t.G_ema, unwrap(t.G), beta)  # looked up here at call time: bench/train_step.py patches it
+    t.last_beta = beta
+
+
+@dataclass
+class StepInputs:
+    """What one step consumes from outside the models, all drawn before its first update."""
+
+    width: int | None  # the generator's locality mask width (None = no mask)
+    regularise: tuple[bool, ...]  # per D update: run the penalties (lazy regularisation)
+    reals: list[torch.Tensor]  # per D update: this rank's real batch (d_local, C, H, W)
+    z_d: list[torch.Tensor | None]  # per D update: latents of D's fakes (d_local, latent); None: shared fakes
+    alphas: list[torch.Tensor]  # per D update: gradient-penalty mixing weights (d_local,)
+    z_g: torch.Tensor  # the G update's latents (g_local, latent)
+
+
+def draw_inputs(t: Trainer) -> StepInputs:
+    """This step's data batches, latents and mixing weights, on the device. Each draw comes from its
+    own (seed, step, phase) generator and the data stream from its position, so drawing them all
+    first gives the same values as drawing each where it is used."""
+    opt = t.cfg.optim
+    reg_every = getattr(t.cfg.loss, "reg_every", 1)
+    n = opt.n_critic
+    shared = t.share_fakes
+    return StepInputs(
+        width=locality(t),
+        # Lazy regularisation: the penalties run on every reg_every-th D update (counted over the
+        # whole run, so the cadence survives resume), weighted x reg_every in d_loss.
+        regularise=tuple((t.state.step * n + k) % reg_every == 0 for k in range(n)),
+        reals=[t.stream.next_batch().to(t.device, non_blocking=True) for _ in range(n)],
+        z_d=[None if shared and k == n - 1 else latents(t, opt.batch_d, t.d_local, tag=1, k=k) for k in range(n)],
+        alphas=[global_draw(t, (opt.batch_d,), t.d_local, tag=3, k=k, kind=torch.rand) for k in range(n)],
+        z_g=latents(t, opt.batch_g, t.g_local, tag=2),
+    )
+
+
+def updates(t: Trainer, inputs: StepInputs, stats: dict) -> None:
+    """The step's work on the device: n_critic D updates, then the G update; loss statistics are
+    summed into ``stats`` (0-d device tensors). No host sync and no Python branch on a device value,
+    so this is also the body that ``trainers.graphed`` captures in a CUDA graph."""
+    cfg, opt = t.cfg, t.cfg.optim
+    D_mod = unwrap(t.D)
+    width = inputs.width
     real_local = None
-    reg_every = getattr(cfg.loss, "reg_every", 1)
-    z_g = latents(t, opt.batch_g, t.g_local, tag=2)
     # optim.share_fakes: the G update's own samples (detached) are the fakes of the last D
     # update, which saves one generator pass per step (accum 1 and batch_g >= batch_d only).
     g_pass = None
     for k in range(opt.n_critic):
-        # Lazy regularisation: the penalties run on every reg_every-th D update (counted over
-        # the whole run, so the cadence survives resume), weighted x reg_every in d_loss.
-        regularise = (t.state.step * opt.n_critic + k) % reg_every == 0
-        real_local = t.stream.next_batch().to(t.device, non_blocking=True)
-        alpha_local = global_draw(t, (opt.batch_d,), t.d_local, tag=3, k=k, kind=torch.rand)
+        real_local, z_local = inputs.reals[k], inputs.z_d[k]
         shared = None
-        if t.share_fakes and k == opt.n_critic - 1:
+        if z_local is None:
             with t.autocast():
-                g_pass = g_forward(t, z_g, real_local, width)
+                g_pass = g_forward(t, inputs.z_g, real_local, width)
             shared = g_pass[0].detach()[: t.d_local]
-        else:
-            z_local = latents(t, opt.batch_d, t.d_local, tag=1, k=k)
         for a in range(opt.accum):
             rows = slice(a * t.d_micro, (a + 1) * t.d_micro)
             if shared is not None:
@@ -113,19 +157,19 @@ def train_step(t: Trainer, acc: dict) -> None:
             sync = t.world > 1 and a < opt.accum - 1
             with t.D.no_sync() if sync else contextlib.nullcontext():
                 with t.autocast():
-                    loss, stats = losses.d_loss(
+                    loss, d_stats = losses.d_loss(
                         t.D,
                         real_local[rows],
                         fake.float(),
                         t.aug,
                         cfg.loss,
-                        gp_alpha=alpha_local[rows],
-                        regularise=regularise,
+                        gp_alpha=inputs.alphas[k][rows],
+                        regularise=inputs.regularise[k],
                     )
                 (loss / opt.accum).backward()
-            for key, v in stats.items():
-                acc[key] = acc.get(key, 0.0) + v.detach().float() / (opt.accum * opt.n_critic)
-        acc["grad_norm_d"] = acc.get("grad_norm_d", 0.0) + clip(t.D, opt.grad_clip) / opt.n_critic
+            for key, v in d_stats.items():
+                stats[key] = stats.get(key, 0.0) + v.detach().float() / (opt.accum * opt.n_critic)
+        stats["grad_norm_d"] = stats.get("grad_norm_d", 0.0) + clip(t.D, opt.grad_clip) / opt.n_critic
         t.opt_D.step()
         t.opt_D.zero_grad(set_to_none=True)
 
@@ -137,30 +181,42 @@ def train_step(t: Trainer, acc: dict) -> None:
             with t.autocast():
                 if g_pass is None:
                     real = real_local[a * t.d_micro : (a + 1) * t.d_micro]
-                    fake, sr, real = g_forward(t, z_g[rows], real, width)
+                    fake, sr, real = g_forward(t, inputs.z_g[rows], real, width)
                 else:
                     fake, sr, real = g_pass
-                loss, stats = losses.g_loss(t.D_for_g, fake.float(), t.aug, cfg.loss)
+                loss, g_stats = losses.g_loss(t.D_for_g, fake.float(), t.aug, cfg.loss)
                 if sr is not None:
                     l_sr = losses.mtct_mse(sr, real)
                     loss = loss + cfg.model.mtct.weight * l_sr
-                    acc["loss_mtct"] = acc.get("loss_mtct", 0.0) + l_sr.detach() / opt.accum
+                    stats["loss_mtct"] = stats.get("loss_mtct", 0.0) + l_sr.detach() / opt.accum
             (loss / opt.accum).backward()
-        for key, v in stats.items():
-            acc[key] = acc.get(key, 0.0) + v.detach().float() / opt.accum
+        for key, v in g_stats.items():
+            stats[key] = stats.get(key, 0.0) + v.detach().float() / opt.accum
     D_mod.requires_grad_(True)
-    acc["grad_norm_g"] = acc.get("grad_norm_g", 0.0) + clip(t.G, opt.grad_clip)
+    stats["grad_norm_g"] = stats.get("grad_norm_g", 0.0) + clip(t.G, opt.grad_clip)
     t.opt_G.step()
     t.opt_G.zero_grad(set_to_none=True)
 
-    t.state.step += 1
-    t.state.nimg += opt.n_critic * opt.batch_d
-    beta = ema_beta(
-        nimg=t.state.nimg,
+
+def add_stats(acc: dict, stats: dict) -> None:
+    """acc += one step's loss statistics (device tensors; no host sync)."""
+    for key, v in stats.items():
+        acc[key] = acc.get(key, 0.0) + v
+
+
+def beta_after(t: Trainer) -> float:
+    """The EMA's beta for the images seen once this step is done."""
+    opt = t.cfg.optim
+    return ema_beta(
+        nimg=t.state.nimg + opt.n_critic * opt.batch_d,
         img_per_update=opt.n_critic * opt.batch_d,
         ema_kimg=opt.ema_kimg,
         rampup=opt.ema_rampup,
         fixed_beta=opt.ema_beta,
     )
-    update_ema(t.G_ema, G_mod, beta)  # looked up here at call time: bench/train_step.py patches it
-    t.last_beta = beta
+
+
+def advance(t: Trainer) -> None:
+    """Count the finished step."""
+    t.state.step += 1
+    t.state.nimg += t.cfg.optim.n_critic * t.cfg.optim.batch_d

@@ -1,7 +1,7 @@
 """The engine's state on one rank: G, D, G_ema, both optimizers, the data stream and the counters,
 built from the config; checkpoints (save, resume, NaN rollback) and maintenance (sample grids,
-evaluation). One training step lives in ``trainers.step``; the loop that drives both in
-``trainers.train``."""
+evaluation). One training step lives in ``trainers.step`` (replayed from CUDA graphs by
+``trainers.graphed`` under ``train.cuda_graphs``); the loop that drives both in ``trainers.train``."""
 
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ from transgan_lab.trainers.device import (
     dist_rank_world,
     unwrap,
 )
+from transgan_lab.trainers.graphed import GraphedStep, unsupported, warn_eager
 from transgan_lab.trainers.rng import preserved_rng, rng_state, seed_globals, set_rng_state, step_generator
 from transgan_lab.trainers.schedule import total_steps
 from transgan_lab.trainers.step import train_step
@@ -120,6 +121,16 @@ class Trainer:
         self.last_beta = float("nan")
         seed_globals(cfg.seed * 7919 + 1 + self.rank)  # per-rank augmentation randomness
         self.grid_z = torch.randn(64, unwrap(G).latent_dim, generator=step_generator(cfg.seed, 0, 0, 15))
+        # train.cuda_graphs: the step replayed from CUDA graphs where it can be captured; elsewhere
+        # the eager step, with one warning saying why (cuda_graphs_fallback keeps the reason).
+        self.graphed: GraphedStep | None = None
+        self.cuda_graphs_fallback: str | None = None
+        if getattr(cfg.train, "cuda_graphs", False):
+            self.cuda_graphs_fallback = unsupported(self)
+            if self.cuda_graphs_fallback is None:
+                self.graphed = GraphedStep(self)
+            elif self.rank == 0:
+                warn_eager(self.cuda_graphs_fallback)
 
     # -- one step ------------------------------------------------------------------------
     def autocast(self):
@@ -130,7 +141,10 @@ class Trainer:
 
     def step(self, acc: dict) -> None:
         """One training step (n_critic D updates + one G update); losses accumulate in ``acc``."""
-        train_step(self, acc)
+        if self.graphed is not None and self.graphed.active:
+            self.graphed(acc)
+        else:
+            train_step(self, acc)
 
     # -- state ---------------------------------------------------------------------------
     def _state_dict(self) -> dict:
@@ -166,6 +180,8 @@ class Trainer:
             set_rng_state(rngs[self.rank])
         else:  # other world size: dynamics stay the same, augmentation draws differ
             seed_globals(self.cfg.seed * 7919 + 1 + self.rank + 104_729 * self.state.step)
+        if self.graphed is not None:  # the optimizers' state tensors were replaced: no graph may write the old ones
+            self.graphed.invalidate()
 
     def save(self) -> Path | None:
         """Checkpoint on rank 0 (all ranks take part in gathering RNG states)."""

@@ -177,6 +177,10 @@ class TrainConfig(_Section):
     precision: Literal["auto", "bf16", "fp32"] = "auto"  # auto = bf16 where the device supports it
     compile: bool = False  # torch.compile the G and D steps
     activation_checkpointing: bool = False  # recompute block activations in backward: less memory, ~1 more forward
+    # Replay the whole step (GP double backward, Adam, EMA) from CUDA graphs: same dynamics, far fewer
+    # kernel launches. Off until measured on a card; without a CUDA device, with several workers or with
+    # train.compile the step runs eagerly (one warning says why).
+    cuda_graphs: bool = False
     nan_retries: int = Field(3, ge=0)  # rollbacks on NaN/Inf before giving up
     deterministic: bool = False  # deterministic kernels (CPU resume tests)
 

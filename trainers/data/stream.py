@@ -173,6 +173,12 @@ class DataStream:
         while self._queue:
             self._queue.popleft()[1].cancel()
 
+    def settle(self) -> None:
+        """Wait for the batches being decoded in the background (a CUDA graph capture forbids CUDA
+        calls from other threads while it runs, and decoding pins memory); errors stay for next_batch."""
+        for _, fut in self._queue:
+            fut.exception()
+
     def close(self) -> None:
         """Stop the prefetch thread (also happens at interpreter exit)."""
         while self._queue:
