@@ -109,7 +109,7 @@ def step_cost(cfg, *, steps: int = 4) -> dict:
     from transgan_lab.trainers.trainer import Trainer
 
     with tempfile.TemporaryDirectory(prefix="tgl-ttq-cost-") as tmp:
-        t = Trainer(cfg, None, out_dir=tmp, device="cpu", on_step=None)
+        t = Trainer(cfg, out_dir=tmp, device="cpu")
         acc: dict = {}
         for _ in range(2):  # warm-up
             t.step(acc)

@@ -93,7 +93,7 @@ def new_trainer(cfg, device, out: Path, *, synthetic: bool = True):
     data = (
         SyntheticImages(max(1024, 4 * cfg.optim.batch_d), cfg.data.channels, cfg.data.resolution) if synthetic else None
     )
-    return Trainer(cfg, None, out_dir=out, device=device, on_step=None, dataset=data)
+    return Trainer(cfg, out_dir=out, device=device, dataset=data)
 
 
 def make_trainer(cfg, mode: str, out: Path, device: str):

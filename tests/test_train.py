@@ -399,7 +399,7 @@ def test_shared_fakes_save_one_generator_pass_per_step(tmp_path):
     passes = {}
     for share in (False, True):
         cfg = small_cfg(3, f"optim.share_fakes={share}")  # n_critic 2
-        t = Trainer(cfg, ListReporter(), out_dir=tmp_path / str(share), device="cpu", on_step=None)
+        t = Trainer(cfg, out_dir=tmp_path / str(share), device="cpu")
         calls = []
         t.G.register_forward_hook(lambda m, args, out: calls.append(torch.is_grad_enabled()))
         acc: dict = {}

@@ -66,7 +66,7 @@ def train(
     """Train until cfg.train.kimg; return the final status (also written to status.json)."""
     reporter = reporter or NullReporter()
     t_enter, started_at = time.perf_counter(), time.time()
-    t = Trainer(cfg, reporter, out_dir=out_dir, device=device, on_step=on_step, dataset=dataset)
+    t = Trainer(cfg, out_dir=out_dir, device=device, dataset=dataset)
     out, rank = t.out, t.rank
     if resume is not None:
         t.resume(resume, allow_config_change=allow_config_change)

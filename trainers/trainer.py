@@ -49,12 +49,12 @@ def diff_dynamics(old: dict, new: Any) -> list[dict]:
 
 
 class Trainer:
-    def __init__(self, cfg, reporter, *, out_dir, device, on_step, dataset=None):
+    def __init__(self, cfg, *, out_dir, device, dataset=None):
         from transgan_lab.trainers.augment import DiffAugment
         from transgan_lab.trainers.data import DataStream, build_dataset
         from transgan_lab.trainers.models import build_discriminator, build_generator
 
-        self.cfg, self.reporter, self.on_step = cfg, reporter, on_step
+        self.cfg = cfg
         self.rank, self.world = dist_rank_world()
         self.device = torch.device(device) if device is not None else default_device()
         self.out = Path(out_dir)
