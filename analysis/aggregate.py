@@ -47,6 +47,7 @@ BOOKKEEPING_PREFIXES = (
     "train.eval_kimg",
     "train.nan_retries",
     "train.compile",
+    "train.activation_checkpointing",
     "train.cuda_graphs",
 )
 

@@ -178,6 +178,23 @@ def test_refuses_to_average_different_configs(runs):
         aggregate(mixed, metrics=["digits_fid"])
 
 
+def test_speed_and_memory_settings_do_not_split_a_configuration(runs):
+    """Seeds of one variant run with and without torch.compile, activation checkpointing or CUDA
+    graphs (same dynamics: a memory or speed choice per machine) are still one configuration."""
+    from transgan_lab.analysis.aggregate import aggregate
+    from transgan_lab.analysis.load import AnalysisError
+
+    one = runs[runs["study"] == "table1"]
+    plain = aggregate(one, metrics=["digits_fid"]).set_index("variant")
+    flags = ["param.train.compile", "param.train.activation_checkpointing", "param.train.cuda_graphs"]
+    mixed = one.assign(**{c: [str(i % 2 == 0) for i in range(len(one))] for c in flags})
+    agg = aggregate(mixed, metrics=["digits_fid"]).set_index("variant")
+    assert agg["digits_fid.mean"].tolist() == plain["digits_fid.mean"].tolist()
+    assert (agg["n"] == plain["n"]).all() and (agg["n"] > 1).all()
+    with pytest.raises(AnalysisError, match=r"not one configuration \(optim.lr_g: "):  # a dynamics field does
+        aggregate(mixed.assign(**{"param.optim.lr_g": [str(i % 2) for i in range(len(one))]}), metrics=["digits_fid"])
+
+
 def test_published_baselines_keep_verification():
     from transgan_lab.analysis import baselines
 
