@@ -32,23 +32,20 @@ def ema_beta(
     return 0.5 ** (img_per_update / max(ema_nimg, 1e-8))
 
 
-@torch.no_grad()
 def update_ema(G_ema: nn.Module, G: nn.Module, beta: float) -> None:
     """G_ema <- beta * G_ema + (1 - beta) * G, parameters in one fused foreach op; buffers copied."""
-    ema_params = [p for p in G_ema.parameters()]
-    params = [p.detach() for p in G.parameters()]
-    torch._foreach_lerp_(ema_params, params, 1.0 - beta)
-    for b_ema, b in zip(G_ema.buffers(), G.buffers()):
-        b_ema.copy_(b)
+    _lerp(G_ema, G, 1.0 - beta)
 
 
-@torch.no_grad()
 def update_ema_tensor(G_ema: nn.Module, G: nn.Module, weight: torch.Tensor) -> None:
     """As ``update_ema`` with ``weight`` = 1 - beta a 0-d tensor on the device: no host value goes into
     the kernels, so a captured CUDA graph replays it with each step's beta (``trainers.graphed``).
     One weight per tensor (the list overload): a lone 0-d tensor would be read back as a host scalar."""
-    ema_params = [p for p in G_ema.parameters()]
-    params = [p.detach() for p in G.parameters()]
-    torch._foreach_lerp_(ema_params, params, [weight] * len(ema_params))
+    _lerp(G_ema, G, [weight] * sum(1 for _ in G_ema.parameters()))
+
+
+@torch.no_grad()
+def _lerp(G_ema: nn.Module, G: nn.Module, weight) -> None:
+    torch._foreach_lerp_(list(G_ema.parameters()), [p.detach() for p in G.parameters()], weight)
     for b_ema, b in zip(G_ema.buffers(), G.buffers()):
         b_ema.copy_(b)
