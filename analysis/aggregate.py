@@ -21,35 +21,21 @@ from collections.abc import Iterable, Sequence
 import pandas as pd
 
 from transgan_lab.analysis.load import AnalysisError
-from transgan_lab.metric_registry import EVAL_METRICS
+from transgan_lab.metric_registry import EVAL_METRICS, NON_DYNAMIC, in_fields
 
 PICKS = {"final": "final", "best": "best"}
 PICK_LABELS = {"final": "final EMA value", "best": "best during training"}
 
 # Bookkeeping params, not the experiment: they may differ between the seeds of one configuration
-# and are never a sweep's searched params. `eval.*` is left to the protocol check, which names it
-# precisely.
-BOOKKEEPING_PREFIXES = (
-    "name",
-    "seed",
-    "preset",
-    "tracking.",
-    "resources.",
-    "sweep.",
-    "eval.",
-    "data.root",
-    "data.download",
-    "data.loader_workers",
-    "train.log_kimg",
-    "train.checkpoint_kimg",
-    "train.keep_last",
-    "train.grid_kimg",
-    "train.eval_kimg",
-    "train.nan_retries",
-    "train.compile",
-    "train.activation_checkpointing",
-    "train.cuda_graphs",
-)
+# and are never a sweep's searched params: the fields that do not change what is trained, and the
+# seed, but not the training length (another length is another budget). `eval.*` is left to the
+# protocol check, which names it precisely.
+BOOKKEEPING = ("seed",) + tuple(f for f in NON_DYNAMIC if f != "train.kimg")
+
+
+def is_bookkeeping(key: str) -> bool:
+    """A config field (dotted) that may differ between the seeds of one configuration."""
+    return in_fields(key, BOOKKEEPING)
 
 
 class ProtocolMismatch(AnalysisError):
@@ -172,7 +158,7 @@ def _config_differences(group: pd.DataFrame) -> list[str]:
         if not c.startswith("param."):
             continue
         key = c[len("param.") :]
-        if key.startswith(BOOKKEEPING_PREFIXES):
+        if is_bookkeeping(key):
             continue
         vals = list(dict.fromkeys("—" if not _present(v) else str(v) for v in group[c]))
         if len(vals) > 1:

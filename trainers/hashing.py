@@ -10,28 +10,7 @@ import hashlib
 import json
 from typing import Any
 
-# Fields that do not change the training dynamics: resuming with other values is allowed.
-NON_DYNAMIC = (
-    "name",
-    "preset",
-    "train.kimg",
-    "train.log_kimg",
-    "train.checkpoint_kimg",
-    "train.keep_last",
-    "train.grid_kimg",
-    "train.eval_kimg",
-    "train.nan_retries",
-    "train.compile",
-    "train.activation_checkpointing",
-    "train.cuda_graphs",
-    "data.root",
-    "data.download",
-    "data.loader_workers",
-    "eval",
-    "resources",
-    "tracking",
-    "sweep",
-)
+from transgan_lab.metric_registry import NON_DYNAMIC, in_fields
 
 
 def as_dict(cfg: Any) -> dict:
@@ -85,7 +64,7 @@ def config_hash(cfg: Any) -> str:
 
 def dynamics_fields(cfg: Any) -> dict[str, Any]:
     flat = flatten(as_dict(cfg))
-    return {k: v for k, v in flat.items() if not any(k == p or k.startswith(p + ".") for p in NON_DYNAMIC)}
+    return {k: v for k, v in flat.items() if not in_fields(k, NON_DYNAMIC)}
 
 
 def dynamics_hash(cfg: Any) -> str:

@@ -13,10 +13,10 @@ import pandas as pd
 
 from transgan_lab import metric_registry
 from transgan_lab.analysis.aggregate import (
-    BOOKKEEPING_PREFIXES,
     PICK_LABELS,
     check_protocols,
     eval_metrics_in,
+    is_bookkeeping,
     protocol_id,
     select_protocol,
     value_column,
@@ -49,7 +49,7 @@ def _as_param(key: str, columns) -> str | None:
 
 def _experiment_params(keys) -> list[str]:
     """Bookkeeping fields (intervals, names, resources) dropped; the rest in the registry's order."""
-    kept = [k for k in dict.fromkeys(keys) if not k.startswith(BOOKKEEPING_PREFIXES)]
+    kept = [k for k in dict.fromkeys(keys) if not is_bookkeeping(k)]
     return sorted(kept, key=lambda k: (metric_registry.param_order(k), k))
 
 
@@ -75,7 +75,7 @@ def searched_params(trials: pd.DataFrame, parent: pd.DataFrame | None = None) ->
             return _experiment_params(keys)
     out = []
     for c in trials.columns:
-        if c.startswith("param.") and not c[len("param.") :].startswith(BOOKKEEPING_PREFIXES):
+        if c.startswith("param.") and not is_bookkeeping(c[len("param.") :]):
             if trials[c].astype("string").fillna("—").nunique() > 1:
                 out.append(c[len("param.") :])
     return _experiment_params(out)

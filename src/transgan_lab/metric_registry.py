@@ -132,3 +132,34 @@ def param_label(key: str) -> str:
 def param_order(key: str) -> int:
     """Where a field's column goes: the order of ``PARAMS``, unlisted fields after them."""
     return list(PARAMS).index(key) if key in PARAMS else len(PARAMS)
+
+
+# Config fields that do not change what is trained: names, training length and intervals, paths,
+# speed and memory settings, evaluation, resources, tracking, the sweep. A resume may change them
+# (the engine's dynamics hash leaves them out); a dotted name covers everything under it.
+NON_DYNAMIC = (
+    "name",
+    "preset",
+    "train.kimg",
+    "train.log_kimg",
+    "train.checkpoint_kimg",
+    "train.keep_last",
+    "train.grid_kimg",
+    "train.eval_kimg",
+    "train.nan_retries",
+    "train.compile",
+    "train.activation_checkpointing",
+    "train.cuda_graphs",
+    "data.root",
+    "data.download",
+    "data.loader_workers",
+    "eval",
+    "resources",
+    "tracking",
+    "sweep",
+)
+
+
+def in_fields(key: str, fields: tuple[str, ...]) -> bool:
+    """``key`` (dotted) is one of ``fields`` or lies under one of them ('eval' holds 'eval.n_fake')."""
+    return any(key == f or key.startswith(f + ".") for f in fields)
