@@ -231,6 +231,15 @@ def test_changed_dynamics_refused_unless_allowed(tmp_path):
     assert json.loads((tmp_path / "config_changes.json").read_text())[0]["field"] == "optim.lr_g"
 
 
+def test_resume_with_more_images_per_step_still_trains_to_train_kimg(tmp_path):
+    # 3 steps x 32 images, then the run goes on at n_critic 4 (64 images per step) to 192 images.
+    # Counting the end in steps (192 / 64 = 3 = the steps done) would stop at once at 96 images.
+    train(small_cfg(3), None, out_dir=tmp_path)
+    more = load_config("digits-tiny", SMALL + ["train.kimg=0.192", "optim.n_critic=4"])
+    result = train(more, None, out_dir=tmp_path, resume=tmp_path, allow_config_change=True)
+    assert (result["step"], result["nimg"]) == (5, 96 + 2 * 64)
+
+
 def test_injected_nan_rolls_back_then_continues(tmp_path):
     cfg = small_cfg(8, "train.checkpoint_kimg=0.064", "train.log_kimg=0.064")
     poisoned = []

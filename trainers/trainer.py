@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -213,6 +214,11 @@ class Trainer:
             )
         _, state = ckpt.load_checkpoint(found)
         self._load_state(state)
+        # The end is train.kimg of real images, not a step count: when the resumed config shows D
+        # more or fewer images per step (n_critic, batch_d), count the steps left at the new rate.
+        per_step = self.cfg.optim.n_critic * self.cfg.optim.batch_d
+        left = math.ceil(max(0.0, self.cfg.train.kimg * 1000 - self.state.nimg) / per_step)
+        self.last_step = self.state.step + left
         self.state.config_changes = changes
         self.resumed_from = str(found)
 
