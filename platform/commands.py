@@ -105,7 +105,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.ray:
         from transgan_lab.platform.ray_train import run_train_ray
 
-        result = run_train_ray(cfg, out_root=args.out, tracking=not args.no_tracking)
+        result = run_train_ray(
+            cfg,
+            out_root=args.out,
+            resume=str(resume) if resume else None,  # Ray's own checkpoint of this run, if any, wins
+            allow_config_change=args.allow_config_change,
+            tracking=not args.no_tracking,
+        )
         return 0 if result.get("status") == "finished" else 1
     return _train_local(
         cfg,
