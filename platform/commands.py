@@ -99,6 +99,10 @@ def cmd_train(args: argparse.Namespace) -> int:
             "or choose another --out"
         )
     if args.dry_run:
+        if args.ray:  # a Ray run keeps its own folder, also when it resumes another run's checkpoint
+            from transgan_lab.platform.ray_train import engine_dir_for, run_name
+
+            run_dir = engine_dir_for(args.out, run_name(cfg))
         print(C.to_yaml(cfg), end="")
         print(f"# run dir: {run_dir}\n# {length}")
         print(f"# {_resources_line(cfg, args.ray)}")

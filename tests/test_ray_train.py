@@ -112,8 +112,13 @@ def test_cli_train_on_ray_continues_from_the_resumed_checkpoint(ray_runtime, tmp
     assert json.loads((local / "status.json").read_text())["step"] == 2
 
     args = ["train", "digits-tiny", "--ray", "--out", str(out), "--no-tracking", "--kimg", "0.128"]
+    capsys.readouterr()
+    assert main([*args, "--resume", str(local), "--dry-run", *sets]) == 0
+    planned = capsys.readouterr().out
+    assert "# resumes ckpt-00000002 at step 2 (0.064 kimg); 2 steps to 0.128 kimg" in planned
     assert main([*args, "--resume", str(local), *sets]) == 0
     (ray_run,) = (out / "train").iterdir()
+    assert f"# run dir: {ray_run.resolve()}\n" in planned  # the dry run named the folder the Ray run wrote
     steps = [json.loads(line)["step"] for line in (ray_run / "metrics.jsonl").read_text().splitlines()]
     assert steps == [3, 4], f"the Ray run did not continue from step 2: {steps}"
     status = json.loads((ray_run / "status.json").read_text())
