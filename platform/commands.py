@@ -62,7 +62,7 @@ def _resources_line(cfg: C.ExperimentConfig, ray: bool) -> str:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from transgan_lab.trainers.schedule import short_run_warning, total_steps
+    from transgan_lab.trainers.schedule import short_run_warning, steps_left, total_steps
 
     extra = [f"train.kimg={args.kimg}"] if args.kimg is not None else []
     cfg = _load(args, extra)
@@ -70,7 +70,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if warning:
         print(warning, file=sys.stderr)
     run_dir = run_dir_for(cfg, args.out)
-    resume = None
+    resume, length = None, f"{total_steps(cfg)} steps to {cfg.train.kimg:g} kimg"
     if args.resume:
         from transgan_lab.trainers import checkpoint as ckpt
 
@@ -86,6 +86,11 @@ def cmd_train(args: argparse.Namespace) -> int:
                     f"refusing to resume from {found}: the training-dynamics config changed ({listed}); "
                     "resume with the original config, or pass --allow-config-change to accept (it is recorded)"
                 )
+        step, nimg = int(manifest["step"]), int(manifest.get("nimg", 0))
+        length = (
+            f"resumes {found.name} at step {step} ({nimg / 1000:g} kimg); "
+            f"{steps_left(cfg, nimg)} steps to {cfg.train.kimg:g} kimg"
+        )
         root = ckpt.resolve_checkpoint_root(found)
         run_dir = root.parent if root.name == "checkpoints" else run_dir
     elif run_dir.exists() and any((run_dir / "checkpoints").glob("ckpt-*")):
@@ -94,8 +99,12 @@ def cmd_train(args: argparse.Namespace) -> int:
             "or choose another --out"
         )
     if args.dry_run:
+        if args.ray:  # a Ray run keeps its own folder, also when it resumes another run's checkpoint
+            from transgan_lab.platform.ray_train import engine_dir_for, run_name
+
+            run_dir = engine_dir_for(args.out, run_name(cfg))
         print(C.to_yaml(cfg), end="")
-        print(f"# run dir: {run_dir}\n# {total_steps(cfg)} steps to {cfg.train.kimg:g} kimg")
+        print(f"# run dir: {run_dir}\n# {length}")
         print(f"# {_resources_line(cfg, args.ray)}")
         return 0
     # Fail before any work when the data or the tracking store cannot be reached.
@@ -105,7 +114,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.ray:
         from transgan_lab.platform.ray_train import run_train_ray
 
-        result = run_train_ray(cfg, out_root=args.out, tracking=not args.no_tracking)
+        result = run_train_ray(
+            cfg,
+            out_root=args.out,
+            resume=str(resume) if resume else None,  # Ray's own checkpoint of this run, if any, wins
+            allow_config_change=args.allow_config_change,
+            tracking=not args.no_tracking,
+        )
         return 0 if result.get("status") == "finished" else 1
     return _train_local(
         cfg,

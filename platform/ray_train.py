@@ -41,6 +41,11 @@ def run_name(cfg: ExperimentConfig) -> str:
     return f"{cfg.name}-{config_hash(cfg)[:8]}"
 
 
+def engine_dir_for(out_root: str | os.PathLike, name: str) -> Path:
+    """The engine's run folder of Ray run ``name`` (rank 0 writes metrics, status and grids there)."""
+    return Path(out_root).resolve() / "train" / name
+
+
 def storage_path_for(cfg: ExperimentConfig, out_root: str | os.PathLike) -> str:
     """Ray storage: tracking.storage_path (s3://, gs://, NFS) or ``<out>/ray`` (absolute)."""
     if cfg.tracking.storage_path:
@@ -301,7 +306,7 @@ def run_train_ray(
     """
     name = name or run_name(cfg)
     storage = storage_path_for(cfg, out_root)
-    out_dir = str(Path(out_root).resolve() / "train" / name)
+    out_dir = str(engine_dir_for(out_root, name))
     info, logger = None, None
     if tracking:
         uri = mlt.resolve_tracking_uri(out_root=out_root, cfg_uri=cfg.tracking.uri, override=tracking_uri)

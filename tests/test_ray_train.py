@@ -97,3 +97,29 @@ def test_relaunch_continues_past_checkpoints_reported_before_the_first_evaluatio
     assert second["metrics"]["reports"] == 2  # steps 3 and 4 only: it continued, not restarted
     kept = sorted(p.name for p in (out / "ray" / "relaunch").glob("ckpt-*"))
     assert kept == ["ckpt-00000002", "ckpt-00000003", "ckpt-00000004"]  # the best 3 by the primary metric
+
+
+def test_cli_train_on_ray_continues_from_the_resumed_checkpoint(ray_runtime, tmp_path, capsys):
+    """`train --ray --resume RUN` starts its Ray run from RUN's checkpoint (it once started from zero)."""
+    from transgan_lab.platform.cli import main
+
+    sets = []
+    for s in TINY + ["name=rayresume", "train.eval_kimg=0", "train.checkpoint_kimg=0.032", "resources.workers=1"]:
+        sets += ["--set", s]
+    out = tmp_path / "out"
+    assert main(["train", "digits-tiny", "--out", str(out), "--no-tracking", "--kimg", "0.064", *sets]) == 0
+    (local,) = [p for p in out.iterdir() if p.name.startswith("rayresume-")]
+    assert json.loads((local / "status.json").read_text())["step"] == 2
+
+    args = ["train", "digits-tiny", "--ray", "--out", str(out), "--no-tracking", "--kimg", "0.128"]
+    capsys.readouterr()
+    assert main([*args, "--resume", str(local), "--dry-run", *sets]) == 0
+    planned = capsys.readouterr().out
+    assert "# resumes ckpt-00000002 at step 2 (0.064 kimg); 2 steps to 0.128 kimg" in planned
+    assert main([*args, "--resume", str(local), *sets]) == 0
+    (ray_run,) = (out / "train").iterdir()
+    assert f"# run dir: {ray_run.resolve()}\n" in planned  # the dry run named the folder the Ray run wrote
+    steps = [json.loads(line)["step"] for line in (ray_run / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [3, 4], f"the Ray run did not continue from step 2: {steps}"
+    status = json.loads((ray_run / "status.json").read_text())
+    assert status["status"] == "finished" and status["nimg"] == 128

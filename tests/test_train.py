@@ -231,11 +231,18 @@ def test_changed_dynamics_refused_unless_allowed(tmp_path):
     assert json.loads((tmp_path / "config_changes.json").read_text())[0]["field"] == "optim.lr_g"
 
 
-def test_resume_with_more_images_per_step_still_trains_to_train_kimg(tmp_path):
+def test_resume_with_more_images_per_step_still_trains_to_train_kimg(tmp_path, capsys):
     # 3 steps x 32 images, then the run goes on at n_critic 4 (64 images per step) to 192 images.
     # Counting the end in steps (192 / 64 = 3 = the steps done) would stop at once at 96 images.
+    from transgan_lab.platform.cli import main
+
     train(small_cfg(3), None, out_dir=tmp_path)
-    more = load_config("digits-tiny", SMALL + ["train.kimg=0.192", "optim.n_critic=4"])
+    sets = SMALL + ["train.kimg=0.192", "optim.n_critic=4"]
+    # --dry-run announces what the resume will do: the steps left, not the run's length from zero
+    argv = ["train", "digits-tiny", "--resume", str(tmp_path), "--allow-config-change", "--dry-run"]
+    assert main(argv + [a for s in sets for a in ("--set", s)]) == 0
+    assert "# resumes ckpt-00000003 at step 3 (0.096 kimg); 2 steps to 0.192 kimg" in capsys.readouterr().out
+    more = load_config("digits-tiny", sets)
     result = train(more, None, out_dir=tmp_path, resume=tmp_path, allow_config_change=True)
     assert (result["step"], result["nimg"]) == (5, 96 + 2 * 64)
 

@@ -12,6 +12,12 @@ def total_steps(cfg: Any) -> int:
     return max(1, math.ceil(cfg.train.kimg * 1000 / (cfg.optim.n_critic * cfg.optim.batch_d)))
 
 
+def steps_left(cfg: Any, nimg: int) -> int:
+    """Steps still needed after ``nimg`` real images (a resume): the end is train.kimg of images,
+    counted at this config's images per step (n_critic x batch_d), whatever the checkpoint's were."""
+    return math.ceil(max(0.0, cfg.train.kimg * 1000 - nimg) / (cfg.optim.n_critic * cfg.optim.batch_d))
+
+
 MIN_G_UPDATES = 500  # below this a GAN rarely shows anything (the digits preset needs ~1,000 for legible digits)
 
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,7 +26,7 @@ from transgan_lab.trainers.device import (
 )
 from transgan_lab.trainers.graphed import GraphedStep, unsupported, warn_eager
 from transgan_lab.trainers.rng import preserved_rng, rng_state, seed_globals, set_rng_state, step_generator
-from transgan_lab.trainers.schedule import total_steps
+from transgan_lab.trainers.schedule import steps_left, total_steps
 from transgan_lab.trainers.step import train_step
 
 
@@ -216,9 +215,7 @@ class Trainer:
         self._load_state(state)
         # The end is train.kimg of real images, not a step count: when the resumed config shows D
         # more or fewer images per step (n_critic, batch_d), count the steps left at the new rate.
-        per_step = self.cfg.optim.n_critic * self.cfg.optim.batch_d
-        left = math.ceil(max(0.0, self.cfg.train.kimg * 1000 - self.state.nimg) / per_step)
-        self.last_step = self.state.step + left
+        self.last_step = self.state.step + steps_left(self.cfg, self.state.nimg)
         self.state.config_changes = changes
         self.resumed_from = str(found)
 
