@@ -40,6 +40,7 @@ from train_step import matmul_gflops, mode_patches, new_trainer, time_steps
 
 from transgan_lab.trainers import hashing
 from transgan_lab.trainers.models import build_discriminator, build_generator
+from transgan_lab.trainers.schedule import images_per_step
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -123,7 +124,7 @@ def step_rate(t, mode: str, *, steps: int, warmup: int, rounds: int) -> dict:
     time_steps(t, mode, warmup)
     times = [time_steps(t, mode, steps) / steps for _ in range(rounds)]
     sec = statistics.median(times)
-    return {"sec_per_step": sec, "img_per_s": t.cfg.optim.n_critic * t.cfg.optim.batch_d / sec, "rounds_s": times}
+    return {"sec_per_step": sec, "img_per_s": images_per_step(t.cfg) / sec, "rounds_s": times}
 
 
 def time_mode(cfg, mode: str, device, *, steps: int, warmup: int, rounds: int, out: Path) -> dict:

@@ -24,7 +24,9 @@ def _load(args: argparse.Namespace, extra: list[str] | None = None) -> C.Experim
 
 def run_dir_for(cfg: C.ExperimentConfig, out_root: str | Path) -> Path:
     """Deterministic run folder: <out>/<name>-<config hash[:8]>."""
-    name = f"{cfg.name}-{C.config_hash(cfg)[:8]}"
+    from transgan_lab.platform.ray_train import run_name  # one naming rule for local and Ray runs
+
+    name = run_name(cfg)
     contained(out_root, name, what="the run folder")  # cfg.name is a checked name; this guards the rule
     return Path(out_root) / name
 
@@ -75,17 +77,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         from transgan_lab.trainers import checkpoint as ckpt
 
         resume = Path(args.resume)
-        found, manifest = ckpt.latest_valid(resume)  # refuse a bad path before anything starts
-        if not args.allow_config_change:  # the engine checks again; here it is refused before any run is made
-            from transgan_lab.trainers.trainer import diff_dynamics
+        from transgan_lab.trainers.trainer import resume_changes
 
-            changes = diff_dynamics(manifest.get("config") or {}, cfg)
-            if changes:
-                listed = ", ".join(f"{c['field']}: {c['old']!r} -> {c['new']!r}" for c in changes[:8])
-                raise ckpt.CheckpointError(
-                    f"refusing to resume from {found}: the training-dynamics config changed ({listed}); "
-                    "resume with the original config, or pass --allow-config-change to accept (it is recorded)"
-                )
+        found, manifest = ckpt.latest_valid(resume)  # refuse a bad path before anything starts
+        # The engine checks again; here a changed config is refused before any run is made.
+        resume_changes(found, manifest, cfg, allow_config_change=args.allow_config_change)
         step, nimg = int(manifest["step"]), int(manifest.get("nimg", 0))
         length = (
             f"resumes {found.name} at step {step} ({nimg / 1000:g} kimg); "

@@ -38,6 +38,7 @@ from .official import (
     key_map,
     strip_module_prefix,
 )
+from .schedule import images_per_step
 
 # numpy scalar reconstruction (data only); files written under numpy 1.x name it numpy.core.multiarray.scalar
 _SCALAR = (np._core if hasattr(np, "_core") else np.core).multiarray.scalar
@@ -193,7 +194,7 @@ def import_official(
                 )
             )
         optimizers = "converted from the official Adam states (our lr/betas from the config)"
-    per_step = int(cfg.optim.n_critic) * int(cfg.optim.batch_d)
+    per_step = images_per_step(cfg)
     step = (epoch or 0) * cp.images_per_epoch // per_step
     nimg = step * per_step
     train_state = {k: v for k, v in asdict(TrainState(step=step, nimg=nimg)).items() if k != "config_changes"}

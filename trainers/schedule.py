@@ -7,15 +7,20 @@ import math
 from typing import Any
 
 
-def total_steps(cfg: Any) -> int:
-    """Steps needed to show cfg.train.kimg thousand real images to D."""
-    return max(1, math.ceil(cfg.train.kimg * 1000 / (cfg.optim.n_critic * cfg.optim.batch_d)))
+def images_per_step(cfg: Any) -> int:
+    """Real images one step shows D (n_critic D batches): the unit of every length and the EMA."""
+    return cfg.optim.n_critic * cfg.optim.batch_d
 
 
 def steps_left(cfg: Any, nimg: int) -> int:
     """Steps still needed after ``nimg`` real images (a resume): the end is train.kimg of images,
-    counted at this config's images per step (n_critic x batch_d), whatever the checkpoint's were."""
-    return math.ceil(max(0.0, cfg.train.kimg * 1000 - nimg) / (cfg.optim.n_critic * cfg.optim.batch_d))
+    counted at this config's images per step, whatever the checkpoint's were."""
+    return math.ceil(max(0.0, cfg.train.kimg * 1000 - nimg) / images_per_step(cfg))
+
+
+def total_steps(cfg: Any) -> int:
+    """Steps needed to show cfg.train.kimg thousand real images to D (at least one)."""
+    return max(1, steps_left(cfg, 0))
 
 
 MIN_G_UPDATES = 500  # below this a GAN rarely shows anything (the digits preset needs ~1,000 for legible digits)
@@ -26,7 +31,7 @@ def short_run_warning(cfg: Any) -> str | None:
     n = total_steps(cfg)
     if n >= MIN_G_UPDATES:
         return None
-    per = cfg.optim.n_critic * cfg.optim.batch_d
+    per = images_per_step(cfg)
     need = MIN_G_UPDATES * per / 1000
     return (
         f"warning: {cfg.train.kimg:g} kimg is only {n} generator updates ({per} real images per update: "

@@ -25,7 +25,7 @@ from transgan_lab.trainers import losses
 from transgan_lab.trainers.device import unwrap
 from transgan_lab.trainers.ema import ema_beta, update_ema
 from transgan_lab.trainers.rng import step_generator
-from transgan_lab.trainers.schedule import lr_scale
+from transgan_lab.trainers.schedule import images_per_step, lr_scale
 
 if TYPE_CHECKING:
     from transgan_lab.trainers.trainer import Trainer
@@ -206,10 +206,10 @@ def add_stats(acc: dict, stats: dict) -> None:
 
 def beta_after(t: Trainer) -> float:
     """The EMA's beta for the images seen once this step is done."""
-    opt = t.cfg.optim
+    opt, per = t.cfg.optim, images_per_step(t.cfg)
     return ema_beta(
-        nimg=t.state.nimg + opt.n_critic * opt.batch_d,
-        img_per_update=opt.n_critic * opt.batch_d,
+        nimg=t.state.nimg + per,
+        img_per_update=per,
         ema_kimg=opt.ema_kimg,
         rampup=opt.ema_rampup,
         fixed_beta=opt.ema_beta,
@@ -219,4 +219,4 @@ def beta_after(t: Trainer) -> float:
 def advance(t: Trainer) -> None:
     """Count the finished step."""
     t.state.step += 1
-    t.state.nimg += t.cfg.optim.n_critic * t.cfg.optim.batch_d
+    t.state.nimg += images_per_step(t.cfg)

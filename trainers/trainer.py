@@ -48,6 +48,18 @@ def diff_dynamics(old: dict, new: Any) -> list[dict]:
     return [{"field": k, "old": a.get(k), "new": b.get(k)} for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
 
 
+def resume_changes(found: Path, manifest: dict, cfg: Any, *, allow_config_change: bool) -> list[dict]:
+    """The dynamics changes of resuming checkpoint ``found`` under ``cfg``; refused unless allowed."""
+    changes = diff_dynamics(manifest.get("config") or {}, cfg)
+    if changes and not allow_config_change:
+        listed = ", ".join(f"{c['field']}: {c['old']!r} -> {c['new']!r}" for c in changes[:8])
+        raise ckpt.CheckpointError(
+            f"refusing to resume from {found}: the training-dynamics config changed ({listed}); "
+            "resume with the original config, or pass --allow-config-change to accept (it is recorded)"
+        )
+    return changes
+
+
 class Trainer:
     def __init__(self, cfg, *, out_dir, device, dataset=None):
         from transgan_lab.trainers.augment import DiffAugment
@@ -204,13 +216,7 @@ class Trainer:
 
     def resume(self, path, *, allow_config_change: bool) -> None:
         found, manifest = ckpt.latest_valid(path)
-        changes = diff_dynamics(manifest["config"], self.cfg)
-        if changes and not allow_config_change:
-            listed = ", ".join(f"{c['field']}: {c['old']!r} -> {c['new']!r}" for c in changes[:8])
-            raise ckpt.CheckpointError(
-                f"refusing to resume from {found}: the training-dynamics config changed ({listed}); "
-                "resume with the original config, or pass --allow-config-change to accept (it is recorded)"
-            )
+        changes = resume_changes(found, manifest, self.cfg, allow_config_change=allow_config_change)
         _, state = ckpt.load_checkpoint(found)
         self._load_state(state)
         # The end is train.kimg of real images, not a step count: when the resumed config shows D
