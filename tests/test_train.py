@@ -231,6 +231,22 @@ def test_changed_dynamics_refused_unless_allowed(tmp_path):
     assert json.loads((tmp_path / "config_changes.json").read_text())[0]["field"] == "optim.lr_g"
 
 
+def test_checkpoint_from_before_a_field_existed_resumes_as_its_default(tmp_path):
+    # A checkpoint written by an older version lacks the fields added since. It ran with their
+    # defaults, so resuming it under the default is no change; under another value it is one.
+    train(small_cfg(3), None, out_dir=tmp_path)
+    newest = ckpt.list_checkpoints(tmp_path / "checkpoints")[-1]
+    manifest = json.loads((newest / ckpt.MANIFEST).read_text())
+    assert manifest["config"]["optim"].pop("lr_decay") == "none"  # the preset runs at the schema default
+    assert manifest["config"]["model"].pop("mtct") == {"enabled": False, "weight": 50.0}
+    (newest / ckpt.MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(ckpt.CheckpointError, match=r"optim.lr_decay: 'none' -> 'linear'"):
+        train(small_cfg(6, "optim.lr_decay=linear"), None, out_dir=tmp_path, resume=tmp_path)
+    result = train(small_cfg(6), None, out_dir=tmp_path, resume=tmp_path)
+    assert result["resumed_from"].endswith(newest.name) and result["step"] == 6
+    assert result["config_changes"] == []
+
+
 def test_resume_with_more_images_per_step_still_trains_to_train_kimg(tmp_path, capsys):
     # 3 steps x 32 images, then the run goes on at n_critic 4 (64 images per step) to 192 images.
     # Counting the end in steps (192 / 64 = 3 = the steps done) would stop at once at 96 images.
