@@ -89,7 +89,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         )
         root = ckpt.resolve_checkpoint_root(found)
         run_dir = root.parent if root.name == "checkpoints" else run_dir
-    elif run_dir.exists() and any((run_dir / "checkpoints").glob("ckpt-*")):
+    elif not args.ray and run_dir.exists() and any((run_dir / "checkpoints").glob("ckpt-*")):
+        # A Ray run keeps its own folder and storage, and re-running it continues its own checkpoint:
+        # a local run of the same config in --out is no conflict for it.
         raise UserError(
             f"{run_dir} already holds checkpoints of this config; continue it with --resume {run_dir}, "
             "or choose another --out"
