@@ -19,12 +19,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from transgan_lab.platform import tracking
 from transgan_lab.platform.config import ConfigError, ExperimentConfig, load_config
+from transgan_lab.tracking_client import slug
 
 Variant = tuple[str, list[str]]  # (row label, overrides of the study's preset)
 
@@ -157,10 +157,6 @@ class StudyRun:
     seed: int
     slug: str  # <variant>-s<seed>: the run's name inside the study
     config: ExperimentConfig
-
-
-def slug(text: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
 
 
 def plan(

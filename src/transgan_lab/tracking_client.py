@@ -28,6 +28,12 @@ class TrackingUnavailable(Exception):
 # ------------------------------------------------------------------------------- secrets
 
 
+def slug(text: str) -> str:
+    """A label as a name in runs and files ('MT-CT + locality' -> 'mt-ct-locality'): the study names its
+    runs by it and the published grids carry it, so both sides must agree."""
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+
+
 def _secret_values() -> list[str]:
     """Values of environment variables whose NAME looks secret (*TOKEN*, *SECRET*, *KEY*, *PASSWORD*)."""
     vals = []
