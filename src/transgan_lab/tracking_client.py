@@ -25,13 +25,16 @@ class TrackingUnavailable(Exception):
     """The tracking store cannot be reached or used; the message names the URI and the fix."""
 
 
-# ------------------------------------------------------------------------------- secrets
+# ------------------------------------------------------------------------------- names
 
 
 def slug(text: str) -> str:
     """A label as a name in runs and files ('MT-CT + locality' -> 'mt-ct-locality'): the study names its
     runs by it and the published grids carry it, so both sides must agree."""
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+
+
+# ------------------------------------------------------------------------------- secrets
 
 
 def _secret_values() -> list[str]:
