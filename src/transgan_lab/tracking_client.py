@@ -1,8 +1,9 @@
 """The MLflow tracking store as both sides see it: ``platform`` writes runs, ``analysis`` reads them.
 
 One place for what a store is and how it is reached: the ``transgan.`` tag prefix, the slug that
-names a study's runs and the files published from them, secret redaction, which URI is meant (command line, config, ``$MLFLOW_TRACKING_URI``, the default SQLite
-file), the server's ``/health`` probe, the checks before writing or reading, and the client.
+names a study's runs and the files published from them, secret redaction, which URI is meant
+(command line, config, ``$MLFLOW_TRACKING_URI``, the default SQLite file), the server's
+``/health`` probe, the checks before writing or reading, and the client.
 MLflow itself is imported only when a client is made.
 """
 
