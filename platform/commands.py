@@ -293,7 +293,21 @@ def cmd_eval(args: argparse.Namespace) -> int:
                 f"{name:>11} {r['value']:.4f}   (n_fake {p.get('n_fake')}, n_real {p.get('n_real')}, "
                 f"extractor {p.get('extractor')})"
             )
+            if r["info"].get("parts"):
+                print(" " * 12 + score_parts_line(r["info"]["parts"]))
     return 0
+
+
+def score_parts_line(parts: dict) -> str:
+    """An IS-type score's parts in one line: the label histogram, H(y) of its maximum, E[H(y|x)] and
+    the share of confidently labelled samples (``trainers.metrics.score_parts``)."""
+    counts = parts["class_counts"]
+    present = sum(c > 0 for c in counts)
+    return (
+        f"labels per class {' '.join(map(str, counts))} ({present} of {len(counts)} classes); "
+        f"H(y) {parts['h_marginal']:.3f} of {parts['h_max']:.3f}, E[H(y|x)] {parts['h_conditional']:.3f}; "
+        f"{100 * parts['confident_share']:.1f}% of samples at p >= {parts['confident_at']:g}"
+    )
 
 
 def cmd_sample(args: argparse.Namespace) -> int:

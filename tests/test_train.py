@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -479,6 +480,17 @@ def test_cli_train_digits(tmp_path):
     assert ckpt.latest_valid(run)[1]["step"] == steps
     last = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])
     assert last["img_per_s"] > 0 and last["sec_per_kimg"] > 0 and last["digits_fid"] > 0
+    # `eval` prints each IS-type score's parts under it: the classifier's labels of the n samples
+    ev = [sys.executable, "-m", "transgan_lab", "eval", str(run), "--n", "200", "--metrics", "digits_is,digits_fid"]
+    e = subprocess.run(ev, capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path)
+    assert e.returncode == 0, e.stderr
+    lines = e.stdout.splitlines()
+    at = next(i for i, line in enumerate(lines) if line.split()[0] == "digits_is")
+    parts_line = r" +labels per class ((?:\d+ ){9}\d+) \((\d+) of 10 classes\); H\(y\) .* of 2\.303, .*"
+    parts = re.fullmatch(parts_line, lines[at + 1])
+    assert parts and sum(map(int, parts[1].split())) == 200, lines
+    assert int(parts[2]) == sum(int(c) > 0 for c in parts[1].split())
+    assert lines[at + 2].split()[0] == "digits_fid"  # an FD-type score has no parts line
     # The same command again is refused (it would overwrite), with the fix named.
     again = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path)
     assert again.returncode == 2 and "--resume" in again.stderr and "Traceback" not in again.stderr
