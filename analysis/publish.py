@@ -13,7 +13,6 @@ the recorded runs; nothing here is edited by hand.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import pandas as pd
@@ -21,10 +20,7 @@ import pandas as pd
 from transgan_lab import metric_registry
 from transgan_lab.analysis import figures, load
 from transgan_lab.analysis.load import AnalysisError
-
-
-def _slug(text: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+from transgan_lab.tracking_client import slug
 
 
 def study_markdown(df: pd.DataFrame, *, study: str) -> str:
@@ -76,7 +72,7 @@ def publish_study(
         got = figures.newest_sample_image(client, str(group["run_id"].iloc[0]))
         if got is not None:
             step, img = got
-            img.save(dest / "grids" / f"{_slug(str(name))}.png", optimize=True)
+            img.save(dest / "grids" / f"{slug(str(name))}.png", optimize=True)
     write_index(Path(out_dir))
     return dest
 

@@ -73,6 +73,7 @@ def class_histogram(run_dir: Path, cfg) -> dict:
     from transgan_lab.trainers.checkpoint import latest_valid, load_checkpoint
     from transgan_lab.trainers.data import build_dataset
     from transgan_lab.trainers.metrics import digits as D
+    from transgan_lab.trainers.metrics import score_parts
     from transgan_lab.trainers.metrics.evaluate import dataset_images
     from transgan_lab.trainers.metrics.inception import cache_root
     from transgan_lab.trainers.metrics.sampling import generate_range
@@ -85,8 +86,7 @@ def class_histogram(run_dir: Path, cfg) -> dict:
     real = torch.cat(list(dataset_images(build_dataset(cfg.data))))
     net, _, _ = D.load_or_train(images=real, labels=load_digits().target.astype(np.int64), cache_dir=cache_root(cfg))
     images = generate_range(G, start=0, stop=N_CLASS_SAMPLES, seed=cfg.eval.seed, batch=500)
-    labels = D.digits_features(images, net)["logits"].argmax(axis=1)
-    counts = np.bincount(labels, minlength=10)
+    counts = np.asarray(score_parts(D.digits_features(images, net)["logits"])["class_counts"])
     return {
         "n": N_CLASS_SAMPLES,
         "counts": counts.tolist(),

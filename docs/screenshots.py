@@ -1,10 +1,10 @@
 """README screenshots from a real sweep store: the HTML report and the terminal table.
 
-    python docs/screenshots.py --tracking-uri sqlite:///runs/mlflow.db [--sweep ID]
+    python docs/screenshots.py --tracking-uri sqlite:///runs/mlflow.db [--sweep ID] [--out DIR]
 
-Writes docs/report.png (the report as headless Chromium draws it) and docs/sweep-table.png (what
-`transgan-lab table sweep` prints, drawn as a terminal would). Needs /usr/bin/chromium (Debian's
-`chromium` package).
+Writes report.png (the report as headless Chromium draws it) and sweep-table.png (what
+`transgan-lab table sweep` prints, drawn as a terminal would) into DIR, by default docs/. Needs
+/usr/bin/chromium (Debian's `chromium` package).
 """
 
 from __future__ import annotations
@@ -51,7 +51,9 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tracking-uri", required=True, help="the sweep's MLflow store")
     ap.add_argument("--sweep", help="sweep id (default: the newest sweep in the store)")
+    ap.add_argument("--out", type=Path, default=DOCS, help="folder of the two PNGs (default: docs/)")
     args = ap.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
     cli = Path(sys.executable).parent / "transgan-lab"
     sweep = ["--sweep", args.sweep] if args.sweep else []
     table = subprocess.run(
@@ -71,7 +73,11 @@ def main() -> int:
         )
         width = 40 + 8.45 * max(len(line) for line in lines)
         shoot(
-            term, DOCS / "sweep-table.png", width=int(width), height=int(40 + 19 * (len(lines) + 1)), profile=tmp / "p1"
+            term,
+            args.out / "sweep-table.png",
+            width=int(width),
+            height=int(40 + 19 * (len(lines) + 1)),
+            profile=tmp / "p1",
         )
         report = tmp / "report.html"
         subprocess.run(
@@ -87,8 +93,8 @@ def main() -> int:
             check=True,
             capture_output=True,
         )
-        shoot(report, DOCS / "report.png", width=1280, height=2400, profile=tmp / "p2")
-    print(f"wrote {DOCS / 'sweep-table.png'} and {DOCS / 'report.png'}")
+        shoot(report, args.out / "report.png", width=1280, height=2400, profile=tmp / "p2")
+    print(f"wrote {args.out / 'sweep-table.png'} and {args.out / 'report.png'}")
     return 0
 
 

@@ -89,7 +89,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         )
         root = ckpt.resolve_checkpoint_root(found)
         run_dir = root.parent if root.name == "checkpoints" else run_dir
-    elif run_dir.exists() and any((run_dir / "checkpoints").glob("ckpt-*")):
+    elif not args.ray and run_dir.exists() and any((run_dir / "checkpoints").glob("ckpt-*")):
+        # A Ray run keeps its own folder and storage, and re-running it continues its own checkpoint:
+        # a local run of the same config in --out is no conflict for it.
         raise UserError(
             f"{run_dir} already holds checkpoints of this config; continue it with --resume {run_dir}, "
             "or choose another --out"
@@ -291,7 +293,21 @@ def cmd_eval(args: argparse.Namespace) -> int:
                 f"{name:>11} {r['value']:.4f}   (n_fake {p.get('n_fake')}, n_real {p.get('n_real')}, "
                 f"extractor {p.get('extractor')})"
             )
+            if r["info"].get("parts"):
+                print(" " * 12 + score_parts_line(r["info"]["parts"]))
     return 0
+
+
+def score_parts_line(parts: dict) -> str:
+    """An IS-type score's parts in one line: the label histogram, H(y) of its maximum, E[H(y|x)] and
+    the share of confidently labelled samples (``trainers.metrics.score_parts``)."""
+    counts = parts["class_counts"]
+    present = sum(c > 0 for c in counts)
+    return (
+        f"labels per class {' '.join(map(str, counts))} ({present} of {len(counts)} classes); "
+        f"H(y) {parts['h_marginal']:.3f} of {parts['h_max']:.3f}, E[H(y|x)] {parts['h_conditional']:.3f}; "
+        f"{100 * parts['confident_share']:.1f}% of samples at p >= {parts['confident_at']:g}"
+    )
 
 
 def cmd_sample(args: argparse.Namespace) -> int:

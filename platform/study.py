@@ -19,12 +19,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from transgan_lab.platform import tracking
 from transgan_lab.platform.config import ConfigError, ExperimentConfig, load_config
+from transgan_lab.tracking_client import slug
 
 Variant = tuple[str, list[str]]  # (row label, overrides of the study's preset)
 
@@ -159,10 +159,6 @@ class StudyRun:
     config: ExperimentConfig
 
 
-def slug(text: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
-
-
 def plan(
     study: str,
     *,
@@ -243,10 +239,17 @@ def run_study(
     name = study_id(study, dataset, runs)
     primary = first.eval.primary
     storage = storage_path_for(first, out_root)
+    commit = tracking.git_commit()
     uri, experiment_id, parent = open_parent_run(
-        first, name=name, out_root=out_root, tracking_uri=tracking_uri, num_samples=len(runs), extra={"study": study}
+        first,
+        name=name,
+        out_root=out_root,
+        tracking_uri=tracking_uri,
+        num_samples=len(runs),
+        commit=commit,
+        extra={"study": study},
     )
-    parent_run_id, commit = parent.run_id, tracking.git_commit()
+    parent_run_id = parent.run_id
     plan_rows = [{"run": i, "variant": r.variant, "seed": r.seed, "slug": r.slug} for i, r in enumerate(runs)]
     parent.client.log_dict(parent_run_id, plan_rows, "study_plan.json")
 

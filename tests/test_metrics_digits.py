@@ -67,6 +67,12 @@ def test_metric_separates_real_digits_from_noise():
     assert real["digits_fid"]["value"] < 60, real["digits_fid"]["value"]
     assert noise["digits_fid"]["value"] > 1000, noise["digits_fid"]["value"]
     assert real["digits_is"]["value"] > 8.5 and noise["digits_is"]["value"] < 5
+    # what the score is made of: real digits are all ten classes, near-evenly, and unambiguous
+    rp, npart = real["digits_is"]["info"]["parts"], noise["digits_is"]["info"]["parts"]
+    assert sum(rp["class_counts"]) == 1797 and min(rp["class_counts"]) > 100
+    assert rp["h_max"] - rp["h_marginal"] < 0.02 and rp["h_conditional"] < 0.1 and rp["confident_share"] > 0.9
+    assert npart["h_conditional"] > 0.4 and npart["confident_share"] < 0.5
+    assert rp["is_all"] == pytest.approx(real["digits_is"]["value"], rel=0.05)  # one split vs the mean of 10
 
 
 def test_rgb_generator_is_scored_as_grey():

@@ -14,6 +14,7 @@ from transgan_lab.trainers.metrics import (
     inception_score,
     kernel_inception_distance,
     mmd2_unbiased,
+    score_parts,
 )
 
 
@@ -97,6 +98,28 @@ def test_inception_score_extremes():
     assert inception_score(np.zeros((20, k)), splits=10)[0] == pytest.approx(1.0, abs=1e-12)  # uniform -> 1
     with pytest.raises(ValueError, match="cannot be cut into 10 splits"):
         inception_score(np.zeros((5, k)), splits=10)
+
+
+def test_score_parts_by_hand_and_against_the_one_split_score():
+    logits = np.array(
+        [[2.0, 0.0, -1.0], [0.0, 1.0, 0.0], [0.5, 0.5, 3.0], [1.0, -2.0, 0.0], [0.0, 0.0, 0.0], [4.0, 1.0, 1.0]]
+    )
+    p = [[math.exp(v) / sum(math.exp(u) for u in row) for v in row] for row in logits]
+    marg = [sum(pi[k] for pi in p) / len(p) for k in range(3)]
+    h_y = -sum(m * math.log(m) for m in marg)
+    h_yx = sum(-sum(v * math.log(v) for v in pi) for pi in p) / len(p)
+    parts = score_parts(logits, confident=0.7)
+    assert parts["h_marginal"] == pytest.approx(h_y, rel=1e-12) and parts["h_max"] == pytest.approx(math.log(3))
+    assert parts["h_conditional"] == pytest.approx(h_yx, rel=1e-12)
+    # the uniform row [0, 0, 0] is labelled by argmax's first index, like any tie
+    assert parts["class_counts"] == [4, 1, 1]
+    assert parts["confident_share"] == pytest.approx(4 / 6) and parts["confident_at"] == 0.7  # rows 0, 2, 3, 5
+    # IS over all samples at once = exp(H(y) - E_x H(y|x))
+    assert parts["is_all"] == pytest.approx(inception_score(logits, splits=1)[0], rel=1e-12)
+    one_class = np.tile([20.0, 0.0, 0.0], (4, 1))  # one class drawn, with certainty
+    assert score_parts(one_class)["class_counts"] == [4, 0, 0] and score_parts(one_class)["h_marginal"] < 1e-3
+    with pytest.raises(ValueError, match="score_parts needs"):
+        score_parts(np.zeros(3))
 
 
 def test_mmd2_unbiased_matches_double_loop():

@@ -123,3 +123,9 @@ def test_cli_train_on_ray_continues_from_the_resumed_checkpoint(ray_runtime, tmp
     assert steps == [3, 4], f"the Ray run did not continue from step 2: {steps}"
     status = json.loads((ray_run / "status.json").read_text())
     assert status["status"] == "finished" and status["nimg"] == 128
+
+    # A local run of the same config in --out does not stop a Ray run of it (that writes elsewhere).
+    capsys.readouterr()
+    same_as_local = ["train", "digits-tiny", "--ray", "--out", str(out), "--no-tracking", "--kimg", "0.064"]
+    assert main([*same_as_local, "--dry-run", *sets]) == 0
+    assert f"# run dir: {(out / 'train' / local.name).resolve()}\n" in capsys.readouterr().out

@@ -158,6 +158,34 @@ def test_report_renders_in_chromium(chromium, sweep, shots, tmp_path):
         assert len(colours) > 200  # figures and sample grids, not just text
 
 
+def test_readme_screenshot_script_draws_the_table_and_the_report(chromium, sweep, tmp_path):
+    """docs/screenshots.py (how README's two pictures are made) on the session's real sweep store."""
+    from PIL import Image, ImageStat
+
+    cli = Path(sys.executable).parent / "transgan-lab"
+    table = subprocess.run(
+        [str(cli), "table", "sweep", "--tracking-uri", sweep["uri"], "--sweep", SWEEP_ID],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert table.returncode == 0, table.stderr[-2000:]
+    lines = table.stdout.rstrip("\n").split("\n")
+    script = Path(__file__).resolve().parents[1] / "docs" / "screenshots.py"
+    argv = [sys.executable, str(script), "--tracking-uri", sweep["uri"], "--sweep", SWEEP_ID, "--out", str(tmp_path)]
+    r = subprocess.run(argv, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.strip() == f"wrote {tmp_path / 'sweep-table.png'} and {tmp_path / 'report.png'}"
+    with Image.open(tmp_path / "sweep-table.png") as im:
+        # one terminal row per table line plus the prompt, every line in the width
+        assert im.size == (int(40 + 8.45 * max(map(len, lines))), int(40 + 19 * (len(lines) + 1)))
+        assert ImageStat.Stat(im.convert("L")).stddev[0] > 10, "the table screenshot looks blank"
+    with Image.open(tmp_path / "report.png") as im:
+        assert im.size == (1280, 2400)
+        assert ImageStat.Stat(im.convert("L")).stddev[0] > 20, "the report screenshot looks blank"
+        assert len(im.convert("RGB").resize((320, 600)).getcolors(maxcolors=1_000_000)) > 200
+
+
 # --------------------------------------------------------------------------- MLflow UI
 
 

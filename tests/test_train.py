@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -229,6 +230,22 @@ def test_changed_dynamics_refused_unless_allowed(tmp_path):
     result = train(changed, None, out_dir=tmp_path, resume=tmp_path, allow_config_change=True)
     assert result["config_changes"] == [{"field": "optim.lr_g", "old": 0.0002, "new": 0.0003}]
     assert json.loads((tmp_path / "config_changes.json").read_text())[0]["field"] == "optim.lr_g"
+
+
+def test_checkpoint_from_before_a_field_existed_resumes_as_its_default(tmp_path):
+    # A checkpoint written by an older version lacks the fields added since. It ran with their
+    # defaults, so resuming it under the default is no change; under another value it is one.
+    train(small_cfg(3), None, out_dir=tmp_path)
+    newest = ckpt.list_checkpoints(tmp_path / "checkpoints")[-1]
+    manifest = json.loads((newest / ckpt.MANIFEST).read_text())
+    assert manifest["config"]["optim"].pop("lr_decay") == "none"  # the preset runs at the schema default
+    assert manifest["config"]["model"].pop("mtct") == {"enabled": False, "weight": 50.0}
+    (newest / ckpt.MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(ckpt.CheckpointError, match=r"optim.lr_decay: 'none' -> 'linear'"):
+        train(small_cfg(6, "optim.lr_decay=linear"), None, out_dir=tmp_path, resume=tmp_path)
+    result = train(small_cfg(6), None, out_dir=tmp_path, resume=tmp_path)
+    assert result["resumed_from"].endswith(newest.name) and result["step"] == 6
+    assert result["config_changes"] == []
 
 
 def test_resume_with_more_images_per_step_still_trains_to_train_kimg(tmp_path, capsys):
@@ -463,6 +480,17 @@ def test_cli_train_digits(tmp_path):
     assert ckpt.latest_valid(run)[1]["step"] == steps
     last = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])
     assert last["img_per_s"] > 0 and last["sec_per_kimg"] > 0 and last["digits_fid"] > 0
+    # `eval` prints each IS-type score's parts under it: the classifier's labels of the n samples
+    ev = [sys.executable, "-m", "transgan_lab", "eval", str(run), "--n", "200", "--metrics", "digits_is,digits_fid"]
+    e = subprocess.run(ev, capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path)
+    assert e.returncode == 0, e.stderr
+    lines = e.stdout.splitlines()
+    at = next(i for i, line in enumerate(lines) if line.split()[0] == "digits_is")
+    parts_line = r" +labels per class ((?:\d+ ){9}\d+) \((\d+) of 10 classes\); H\(y\) .* of 2\.303, .*"
+    parts = re.fullmatch(parts_line, lines[at + 1])
+    assert parts and sum(map(int, parts[1].split())) == 200, lines
+    assert int(parts[2]) == sum(int(c) > 0 for c in parts[1].split())
+    assert lines[at + 2].split()[0] == "digits_fid"  # an FD-type score has no parts line
     # The same command again is refused (it would overwrite), with the fix named.
     again = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path)
     assert again.returncode == 2 and "--resume" in again.stderr and "Traceback" not in again.stderr

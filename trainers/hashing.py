@@ -69,3 +69,24 @@ def dynamics_fields(cfg: Any) -> dict[str, Any]:
 
 def dynamics_hash(cfg: Any) -> str:
     return _digest(dynamics_fields(cfg))
+
+
+NO_DEFAULT = object()
+
+
+def schema_default(cfg: Any, key: str) -> Any:
+    """The schema's default of dotted field ``key`` of a pydantic ``cfg``, JSON-plain; NO_DEFAULT when
+    ``cfg`` carries no schema (a plain namespace on a bare box) or the field has no default.
+
+    A checkpoint written before a field existed ran with that field's default (new fields are added
+    with the default that keeps the old behaviour), so resuming it is a change only if the value
+    differs from the default."""
+    *parents, name = key.split(".")
+    node = cfg
+    for part in parents:
+        node = getattr(node, part, None)
+    fields = getattr(type(node), "model_fields", None)
+    if not fields or name not in fields or fields[name].is_required():
+        return NO_DEFAULT
+    default = fields[name].get_default(call_default_factory=True)
+    return json.loads(json.dumps(as_dict(default) if hasattr(default, "model_dump") else default, default=list))

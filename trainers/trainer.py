@@ -43,8 +43,13 @@ class TrainState:
 
 
 def diff_dynamics(old: dict, new: Any) -> list[dict]:
-    """The training-dynamics fields that differ between a stored config (dict) and ``new``."""
+    """The training-dynamics fields that differ between a stored config (dict) and ``new``. A field
+    the stored config lacks (written before the field existed) counts as its schema default."""
     a, b = hashing.dynamics_fields(old), hashing.dynamics_fields(new)
+    for k in b.keys() - a.keys():
+        default = hashing.schema_default(new, k)
+        if default is not hashing.NO_DEFAULT:
+            a[k] = default
     return [{"field": k, "old": a.get(k), "new": b.get(k)} for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
 
 

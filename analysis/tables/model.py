@@ -133,7 +133,7 @@ def first(group: pd.DataFrame, col: str) -> Any:
 
 
 def metric_column(m: str, pick: str) -> Column:
-    label = metric_registry.label(m) + (" (best)" if pick == "best" else "")
+    label = metric_registry.header(m) + (" (best)" if pick == "best" else "")  # `digits-FID ↓`
     return Column(key=m, label=label, kind="metric", digits=2, direction=metric_registry.mode(m))
 
 

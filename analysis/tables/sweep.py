@@ -159,10 +159,7 @@ def sweep_table(
     if "final.g_updates" in ranked.columns:  # training length in what a GAN learns from
         cols.append(Column("g_updates", "G updates", "number", digits=0))
     cols += [Column(f"param:{k}", metric_registry.param_label(k)) for k in searched]
-    for m in metrics:
-        col_m = metric_column(m, pick)
-        col_m.label = metric_registry.header(m) + (" (best)" if pick == "best" else "")
-        cols.append(col_m)
+    cols += [metric_column(m, pick) for m in metrics]
     extra_obj = [o for o in objectives if o not in metrics]
     in_millions = set(metric_registry.SIZE_METRICS)  # parameter and FLOP counts are shown in millions
 

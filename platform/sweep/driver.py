@@ -131,6 +131,7 @@ def open_parent_run(
     out_root: str | os.PathLike,  # where the default store lives
     tracking_uri: str | None,  # overrides tracking.uri
     num_samples: int,  # trials under the parent
+    commit: str,  # tracking.git_commit(), read once by the caller, which also tags the trials with it
     extra: dict,  # more transgan.* tags
 ) -> tuple[str, str, tracking.RunLogger]:
     """Check the store (before any Ray work), then get or create the parent run of a sweep or
@@ -144,7 +145,7 @@ def open_parent_run(
         extra={
             "num_samples": num_samples,
             "storage_path": f"{storage_path_for(cfg, out_root)}/{name}",
-            "git_commit": tracking.git_commit(),
+            "git_commit": commit,
             "gpu": tracking.gpu_name(),
             **extra,
         },
@@ -197,12 +198,18 @@ def run_sweep(
     out_dir = str(Path(out_root).resolve() / "sweeps" / name)
     tags = dict(tags or {})
 
-    uri = parent_run_id = experiment_id = parent = None
-    commit = tracking.git_commit()
+    uri = parent_run_id = experiment_id = parent = commit = None
     if track:
+        commit = tracking.git_commit()
         extra = {"space": space, "sweep_seed": cfg.sweep.seed, "objectives": ",".join(objectives), **tags}
         uri, experiment_id, parent = open_parent_run(
-            cfg, name=name, out_root=out_root, tracking_uri=tracking_uri, num_samples=num_samples, extra=extra
+            cfg,
+            name=name,
+            out_root=out_root,
+            tracking_uri=tracking_uri,
+            num_samples=num_samples,
+            commit=commit,
+            extra=extra,
         )
         parent_run_id = parent.run_id
         parent.log_config(cfg)

@@ -1,8 +1,9 @@
 """The MLflow tracking store as both sides see it: ``platform`` writes runs, ``analysis`` reads them.
 
-One place for what a store is and how it is reached: the ``transgan.`` tag prefix, secret
-redaction, which URI is meant (command line, config, ``$MLFLOW_TRACKING_URI``, the default SQLite
-file), the server's ``/health`` probe, the checks before writing or reading, and the client.
+One place for what a store is and how it is reached: the ``transgan.`` tag prefix, the slug that
+names a study's runs and the files published from them, secret redaction, which URI is meant
+(command line, config, ``$MLFLOW_TRACKING_URI``, the default SQLite file), the server's
+``/health`` probe, the checks before writing or reading, and the client.
 MLflow itself is imported only when a client is made.
 """
 
@@ -23,6 +24,15 @@ _URL_PASSWORD = re.compile(r"(://[^/:@\s]+):[^@/\s]+@")
 
 class TrackingUnavailable(Exception):
     """The tracking store cannot be reached or used; the message names the URI and the fix."""
+
+
+# ------------------------------------------------------------------------------- names
+
+
+def slug(text: str) -> str:
+    """A label as a name in runs and files ('MT-CT + locality' -> 'mt-ct-locality'): the study names its
+    runs by it and the published grids carry it, so both sides must agree."""
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
 
 
 # ------------------------------------------------------------------------------- secrets

@@ -12,7 +12,7 @@ class MetricsUnavailable(RuntimeError):
 
 from .evaluate import KNOWN_METRICS, evaluate  # noqa: E402  (after MetricsUnavailable: submodules import it)
 from .fid import feature_stats, frechet_distance  # noqa: E402
-from .inception_score import inception_score  # noqa: E402
+from .inception_score import inception_score, score_parts  # noqa: E402
 from .kid import kernel_inception_distance, mmd2_unbiased  # noqa: E402
 
 __all__ = [
@@ -24,4 +24,5 @@ __all__ = [
     "inception_score",
     "kernel_inception_distance",
     "mmd2_unbiased",
+    "score_parts",
 ]

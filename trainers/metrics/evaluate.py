@@ -21,7 +21,7 @@ from . import MetricsUnavailable
 from . import digits as _digits
 from . import inception as _inc
 from .fid import feature_stats, frechet_distance
-from .inception_score import inception_score
+from .inception_score import inception_score, score_parts
 from .kid import kernel_inception_distance
 from .sampling import LATENT_PROTOCOL, QUANTISATION, generate_range, to_uint8
 
@@ -318,7 +318,7 @@ def _compute(
                     "splits": IS_SPLITS,
                     "split_order": "contiguous",
                 },
-                "info": {"std": std},
+                "info": {"std": std, "parts": score_parts(feats["inc_logits"])},
             }
 
     if any(m in DIGITS for m in names):
@@ -362,7 +362,7 @@ def _compute(
                     "splits": IS_SPLITS,
                     "split_order": "contiguous",
                 },
-                "info": {**info, "std": std},
+                "info": {**info, "std": std, "parts": score_parts(feats["dig_logits"])},
             }
     for name in out:
         out[name]["info"]["world_size"] = world_size

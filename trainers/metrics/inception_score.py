@@ -35,3 +35,32 @@ def inception_score(
         kl = (p_s * (log_p_s - log_marginal)).sum(axis=1)  # (n_split,)
         scores.append(np.exp(kl.mean()))
     return float(np.mean(scores)), float(np.std(scores))
+
+
+def score_parts(
+    logits: np.ndarray,  # (N, K) unnormalised class scores
+    *,
+    confident: float = 0.9,  # a sample counts as confidently classified at this top-class probability
+) -> dict:
+    """Why an Inception Score is what it is, over all N samples at once (no splits):
+    IS ~ exp(H(y) - E_x[H(y|x)]). ``h_marginal`` (of at most ln K) falls when classes are unevenly
+    drawn or missing, ``h_conditional`` rises when samples are ambiguous to the classifier;
+    ``class_counts`` is the histogram of the classifier's labels."""
+    x = np.asarray(logits, dtype=np.float64)
+    if x.ndim != 2 or x.shape[0] < 1:
+        raise ValueError(f"score_parts needs (N, K) logits with N >= 1, got shape {x.shape}")
+    x = x - x.max(axis=1, keepdims=True)
+    log_p = x - np.log(np.exp(x).sum(axis=1, keepdims=True))
+    p = np.exp(log_p)
+    marginal = p.mean(axis=0)
+    h_marginal = float(-(marginal * np.log(np.where(marginal > 0, marginal, 1.0))).sum())
+    h_conditional = float(-(p * log_p).sum(axis=1).mean())
+    return {
+        "class_counts": np.bincount(p.argmax(axis=1), minlength=x.shape[1]).tolist(),
+        "h_marginal": h_marginal,
+        "h_max": float(np.log(x.shape[1])),
+        "h_conditional": h_conditional,
+        "is_all": float(np.exp(h_marginal - h_conditional)),
+        "confident_share": float((p.max(axis=1) >= confident).mean()),
+        "confident_at": confident,
+    }
