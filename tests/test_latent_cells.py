@@ -22,6 +22,7 @@ TINY = [
     "model.g.latent_dim=16",
     "model.d.embed_dim=32",
     "model.d.depth=1",
+    "model.g.latent_classes=0",  # the preset has 10 cells; each test sets its own
 ]
 
 
@@ -99,7 +100,7 @@ def test_d_cell_head_shares_the_score_and_the_info_term_is_the_cross_entropy():
 
 def test_cell_head_off_by_default_and_a_clear_error_when_asked_for():
     D = build_discriminator(load_config("digits-tiny", TINY))
-    assert D.head.out_features == 1
+    assert D.head.out_features == 1 and load_config("digits-tiny").loss.info_weight == 0
     with pytest.raises(ValueError, match="q_classes > 0"):
         D(torch.zeros(2, 1, 16, 16), q=True)
     # Cells alone do not grow D (no info term, nothing to predict).
@@ -109,7 +110,7 @@ def test_cell_head_off_by_default_and_a_clear_error_when_asked_for():
 @pytest.mark.parametrize(
     "overrides, message",
     [
-        (["loss.info_weight=1"], "loss.info_weight=1 needs latent cells to predict"),
+        (["loss.info_weight=1", "model.g.latent_classes=0"], "loss.info_weight=1 needs latent cells to predict"),
         (["model.g.latent_classes=65"], "model.g.latent_classes=65 exceeds model.g.latent_dim=64"),
         (
             ["model.g.latent_classes=4", "loss.info_weight=1", "model.d.arch=conv"],

@@ -20,8 +20,9 @@ class LatentCells(nn.Module):
         self.cells = cells
         self.offset = nn.Embedding(cells, l1.out_features)
         # Drawn at the spread of l1(z) at init (for z ~ N(0, I) each output's std is its weight row's norm).
+        # Tensor ops only (no host read), so the generator can also be built on the meta device.
         with torch.no_grad():
-            nn.init.normal_(self.offset.weight, std=float(l1.weight.pow(2).sum(dim=1).mean().sqrt()))
+            self.offset.weight.normal_().mul_(l1.weight.pow(2).sum(dim=1).mean().sqrt())
 
     def cell(self, z: torch.Tensor) -> torch.Tensor:
         """(B, latent_dim) -> (B,) int64 cell index."""
