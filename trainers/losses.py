@@ -64,7 +64,6 @@ def d_loss(
     *,
     gp_alpha: torch.Tensor | None = None,  # (N,) GP mixing weights (the engine draws them per global batch)
     regularise: bool = True,  # compute the penalties in this update (lazy regularisation: every reg_every-th)
-    fake_class: torch.Tensor | None = None,  # (N,) latent cells of the fakes: adds the info term
 ) -> tuple[torch.Tensor, dict]:
     kind = loss_cfg.kind
     _check_kind(kind)
@@ -72,12 +71,7 @@ def d_loss(
     # One D pass over real and fake together: per-sample the same computation (D has no
     # batch-coupled layers), with half the calls and GEMMs twice as tall (faster on CPUs and GPUs).
     real_a, fake_a = aug(real), aug(fake)
-    both = torch.cat([real_a, fake_a])
-    if fake_class is None:
-        scores = D(both)
-    else:
-        scores, cell_logits = D(both, q=True)
-    d_real, d_fake = scores.float().split([len(real_a), len(fake_a)])
+    d_real, d_fake = D(torch.cat([real_a, fake_a])).float().split([len(real_a), len(fake_a)])
     zero = d_real.new_zeros(())
     if kind in ("wgan-gp-eps", "wgan-gp"):
         loss = -d_real.mean() + d_fake.mean()
@@ -99,10 +93,6 @@ def d_loss(
     if regularise and r1_gamma > 0:
         r1 = r1_penalty(D, real, aug) * lazy
         loss = loss + r1_gamma / 2 * r1
-    info = zero
-    if fake_class is not None:
-        info = info_loss(cell_logits[len(real_a) :], fake_class)
-        loss = loss + loss_cfg.info_weight * info
     stats = {
         "loss_d": loss.detach(),
         "loss_gp": gp.detach(),
@@ -111,16 +101,7 @@ def d_loss(
     }
     if r1_gamma > 0:
         stats["loss_r1"] = r1.detach()
-    if fake_class is not None:
-        stats["loss_info_d"] = info.detach()
     return loss, stats
-
-
-def info_loss(cell_logits: torch.Tensor, cells: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy of D's latent-cell prediction (N, K) against the cells G drew from (N,):
-    the variational lower bound on the mutual information between cell and image (InfoGAN), up to
-    the constant log K."""
-    return F.cross_entropy(cell_logits.float(), cells)
 
 
 def g_loss(
@@ -128,26 +109,15 @@ def g_loss(
     fake: torch.Tensor,  # (N, C, H, W) generated images (gradients flow into G)
     aug: Callable,  # augmentation
     loss_cfg,  # cfg.loss
-    *,
-    fake_class: torch.Tensor | None = None,  # (N,) latent cells of the fakes: adds the info term
 ) -> tuple[torch.Tensor, dict]:
     kind = loss_cfg.kind
     _check_kind(kind)
-    if fake_class is None:
-        d_fake = D(aug(fake)).float()
-    else:
-        d_fake, cell_logits = D(aug(fake), q=True)
-        d_fake = d_fake.float()
+    d_fake = D(aug(fake)).float()
     if kind == "nsgan":
         loss = F.softplus(-d_fake).mean()
     else:  # wgan-gp(-eps) and hinge: -mean D(G(z))
         loss = -d_fake.mean()
-    stats = {"loss_g": loss.detach(), "d_fake_g": d_fake.detach().mean()}
-    if fake_class is not None:
-        info = info_loss(cell_logits, fake_class)
-        loss = loss + loss_cfg.info_weight * info
-        stats["loss_info_g"] = info.detach()
-    return loss, stats
+    return loss, {"loss_g": loss.detach(), "d_fake_g": d_fake.detach().mean()}
 
 
 def downsample_for_mtct(real: torch.Tensor, *, side: int) -> torch.Tensor:

@@ -24,7 +24,6 @@ from torch import nn
 from transgan_lab.trainers import losses
 from transgan_lab.trainers.device import unwrap
 from transgan_lab.trainers.ema import ema_beta, update_ema
-from transgan_lab.trainers.models.latent import latent_class
 from transgan_lab.trainers.rng import step_generator
 from transgan_lab.trainers.schedule import images_per_step, lr_scale
 
@@ -44,13 +43,6 @@ def global_draw(
 
 def latents(t: Trainer, n_global: int, n_local: int, tag: int, k: int = 0) -> torch.Tensor:
     return global_draw(t, (n_global, unwrap(t.G).latent_dim), n_local, tag, k)
-
-
-def cells(t: Trainer, z: torch.Tensor) -> torch.Tensor | None:
-    """The latent cells of z for the info term (loss.info_weight > 0); None when it is off."""
-    if t.cfg.loss.info_weight <= 0:
-        return None
-    return latent_class(t.G, z)
 
 
 def locality(t: Trainer) -> int | None:
@@ -158,9 +150,8 @@ def updates(t: Trainer, inputs: StepInputs, stats: dict) -> None:
         for a in range(opt.accum):
             rows = slice(a * t.d_micro, (a + 1) * t.d_micro)
             if shared is not None:
-                fake, z_fake = shared, inputs.z_g[: t.d_local]
+                fake = shared
             else:
-                z_fake = z_local[rows]
                 with torch.no_grad(), t.autocast():
                     fake = t.G(z_local[rows], locality_width=width)
             sync = t.world > 1 and a < opt.accum - 1
@@ -174,7 +165,6 @@ def updates(t: Trainer, inputs: StepInputs, stats: dict) -> None:
                         cfg.loss,
                         gp_alpha=inputs.alphas[k][rows],
                         regularise=inputs.regularise[k],
-                        fake_class=cells(t, z_fake),
                     )
                 (loss / opt.accum).backward()
             for key, v in d_stats.items():
@@ -194,9 +184,7 @@ def updates(t: Trainer, inputs: StepInputs, stats: dict) -> None:
                     fake, sr, real = g_forward(t, inputs.z_g[rows], real, width)
                 else:
                     fake, sr, real = g_pass
-                loss, g_stats = losses.g_loss(
-                    t.D_for_g, fake.float(), t.aug, cfg.loss, fake_class=cells(t, inputs.z_g[rows])
-                )
+                loss, g_stats = losses.g_loss(t.D_for_g, fake.float(), t.aug, cfg.loss)
                 if sr is not None:
                     l_sr = losses.mtct_mse(sr, real)
                     loss = loss + cfg.model.mtct.weight * l_sr

@@ -128,7 +128,6 @@ class LossConfig(_Section):
     drift: float = Field(1e-3, ge=0)  # epsilon * (mean D(real))^2
     r1_gamma: float = Field(0.0, ge=0)  # R1 penalty gamma/2 * E||grad D(real)||^2 (any kind); 0 = off
     reg_every: int = Field(1, ge=1)  # lazy regularisation: penalties every k-th D update, weighted x k
-    info_weight: float = Field(0.0, ge=0)  # > 0: D also predicts G's latent cell (model.g.latent_classes), InfoGAN
 
 
 AugOp = Literal["translation", "cutout", "color", "erase", "stl_erase"]
@@ -341,12 +340,6 @@ def cross_field_errors(cfg: ExperimentConfig) -> list[str]:
         err.append(
             f"model.g.latent_classes={g.latent_classes} exceeds model.g.latent_dim={g.latent_dim}: the cell is the "
             "argmax of z's first K entries; pick K <= latent_dim"
-        )
-    if cfg.loss.info_weight > 0 and (g.latent_classes < 2 or d.arch == "conv"):
-        err.append(
-            f"loss.info_weight={cfg.loss.info_weight:g} needs latent cells to predict (model.g.latent_classes >= 2, "
-            f"got {g.latent_classes}) and a transformer D (model.d.arch vit or multiscale, got {d.arch}); "
-            "set them or loss.info_weight=0"
         )
     standard = metric_registry.eval_metrics(metric_registry.TF_INCEPTION)
     digits = metric_registry.eval_metrics(metric_registry.DIGITS_CLASSIFIER)

@@ -1,9 +1,5 @@
 """TransGAN discriminators: the v1 ViT D and the v2 multi-scale D. D(x) -> (N,) raw scores.
 
-With ``q_classes`` K > 0 the [cls] head also predicts which of G's K latent cells drew a sample
-(``D(x, q=True)`` -> (scores, (N, K) logits)), the mutual-information term of ``loss.info_weight``.
-The head always computes all 1 + K outputs, so every parameter is used in every forward.
-
 Augmentation is not inside D: the loss functions apply it (also to the gradient-penalty inputs).
 """
 
@@ -31,15 +27,6 @@ def init_transgan_d(module: nn.Module) -> None:
             nn.init.zeros_(module.bias)
 
 
-def split_head(out: torch.Tensor, q: bool):
-    """(N, 1 + K) head outputs -> (N,) scores, or (scores, (N, K) latent-cell logits) when q."""
-    if q:
-        if out.shape[1] < 2:
-            raise ValueError("D(x, q=True) needs a discriminator built with q_classes > 0 (loss.info_weight > 0)")
-        return out[:, 0], out[:, 1:]
-    return out[:, 0]
-
-
 class ViTDiscriminator(nn.Module):
     """v1: conv patch embedding -> [cls] + pos-embed -> depth blocks -> norm -> Linear on [cls]."""
 
@@ -57,7 +44,6 @@ class ViTDiscriminator(nn.Module):
         act: str = "gelu",  # "gelu" | "leakyrelu"
         rel_pos_bias: bool = False,  # relative bias over the patch grid ([cls] gets zero bias)
         noise_injection: bool = False,  # per-token noise before qkv
-        q_classes: int = 0,  # K > 0: also predict G's latent cell from [cls] (loss.info_weight)
     ):
         super().__init__()
         if resolution % patch_size:
@@ -81,18 +67,18 @@ class ViTDiscriminator(nn.Module):
             for _ in range(depth)
         )
         self.norm = make_norm(norm, embed_dim)
-        self.head = nn.Linear(embed_dim, 1 + q_classes)
+        self.head = nn.Linear(embed_dim, 1)
         self.apply(init_transgan_d)
         nn.init.trunc_normal_(self.cls_token, std=0.02)
         nn.init.trunc_normal_(self.pos_embed, std=0.02)
 
-    def forward(self, x: torch.Tensor, *, q: bool = False):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         B = x.shape[0]
         x = self.patch_embed(x).flatten(2).transpose(1, 2)  # (B, side^2, C)
         x = torch.cat([self.cls_token.expand(B, -1, -1), x], dim=1) + self.pos_embed  # (B, 1 + side^2, C)
         for blk in self.blocks:
             x = blk(x)
-        return split_head(self.head(self.norm(x[:, 0])), q)
+        return self.head(self.norm(x[:, 0])).squeeze(1)
 
 
 class MultiScaleDiscriminator(nn.Module):
@@ -118,7 +104,6 @@ class MultiScaleDiscriminator(nn.Module):
         act: str = "gelu",  # "gelu" | "leakyrelu"
         rel_pos_bias: bool = True,  # relative bias in the two scale stages
         noise_injection: bool = True,  # per-token noise before qkv in the two scale stages
-        q_classes: int = 0,  # K > 0: also predict G's latent cell from [cls] (loss.info_weight)
     ):
         super().__init__()
         if resolution % (2 * patch_size):
@@ -147,12 +132,12 @@ class MultiScaleDiscriminator(nn.Module):
         self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
         self.last_block = Block(dim=embed_dim, noise_injection=noise_injection, **common)
         self.norm = make_norm(norm, embed_dim)
-        self.head = nn.Linear(embed_dim, 1 + q_classes)
+        self.head = nn.Linear(embed_dim, 1)
         self.apply(init_transgan_d)
         for p in (self.pos1, self.pos2, self.cls_token):
             nn.init.trunc_normal_(p, std=0.02)
 
-    def forward(self, x: torch.Tensor, *, q: bool = False):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         B = x.shape[0]
         coarse = self.embed2(x).flatten(2).transpose(1, 2)  # (B, side2^2, C/4)
         x = self.embed1(x).flatten(2).transpose(1, 2) + self.pos1  # (B, side1^2, 3C/4)
@@ -165,7 +150,7 @@ class MultiScaleDiscriminator(nn.Module):
             x = blk(x)
         x = torch.cat([self.cls_token.expand(B, -1, -1), x], dim=1)  # (B, 1 + side2^2, C)
         x = self.last_block(x)
-        return split_head(self.head(self.norm(x[:, 0])), q)
+        return self.head(self.norm(x[:, 0])).squeeze(1)
 
 
 def build_transgan_discriminator(cfg) -> nn.Module:
@@ -182,17 +167,9 @@ def build_transgan_discriminator(cfg) -> nn.Module:
         act=d.act,
         rel_pos_bias=d.rel_pos_bias,
         noise_injection=d.noise_injection,
-        q_classes=info_classes(cfg),
     )
     if d.arch == "vit":
         return ViTDiscriminator(**common)
     if d.arch == "multiscale":
         return MultiScaleDiscriminator(**common)
     raise ValueError(f"unknown transformer discriminator arch {d.arch!r}; use 'vit' or 'multiscale'")
-
-
-def info_classes(cfg) -> int:
-    """K of D's latent-cell head: model.g.latent_classes when loss.info_weight > 0, else 0."""
-    if float(getattr(cfg.loss, "info_weight", 0.0)) <= 0:
-        return 0
-    return int(getattr(cfg.model.g, "latent_classes", 0))
