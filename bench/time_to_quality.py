@@ -36,6 +36,7 @@ from transgan_lab.trainers.train import train
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = REPO / "bench" / "results" / "time_to_quality_cpu.json"
+CALIBRATION = REPO / "bench" / "results" / "metrics_calibration_cpu.json"
 N_CLASS_SAMPLES = 2000
 
 
@@ -148,11 +149,14 @@ def plot(results: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    for label, run in results["runs"].items():
+    # One colour per run (the default cycle repeats after 10 runs).
+    colours = plt.get_cmap("tab20").colors
+    for i, (label, run) in enumerate(results["runs"].items()):
         pts = run["curve"]
         minutes = [p["train_s"] / 60 for p in pts]
-        axes[0].plot(minutes, [p["digits_fid"] for p in pts], marker="o", ms=3, label=label)
-        axes[1].plot(minutes, [p["digits_is"] for p in pts], marker="o", ms=3, label=label)
+        style = dict(marker="o", ms=3, label=label, color=colours[i % len(colours)])
+        axes[0].plot(minutes, [p["digits_fid"] for p in pts], **style)
+        axes[1].plot(minutes, [p["digits_is"] for p in pts], **style)
     axes[0].set_yscale("log")
     axes[0].set_ylabel("digits_fid (lower is better; log scale)")
     axes[1].set_ylabel("digits_is (higher is better; 10 classes)")
@@ -161,6 +165,8 @@ def plot(results: dict, path: Path) -> None:
         axes[0].axhline(floor["real_vs_real_digits_fid"], color="grey", ls=":", lw=1, label="real vs real")
     if "real_digits_is" in floor:
         axes[1].axhline(floor["real_digits_is"], color="grey", ls=":", lw=1, label="real digits")
+    if "real_digits_is_random_order" in floor:
+        axes[1].axhline(floor["real_digits_is_random_order"], color="grey", ls="--", lw=1, label="real, random order")
     for ax in axes:
         ax.set_xlabel("training minutes on this machine (evaluation excluded)")
         ax.grid(alpha=0.3)
@@ -169,6 +175,22 @@ def plot(results: dict, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def calibration_reference(path: Path = CALIBRATION) -> dict:
+    """The floors the curves are drawn against, from bench/metrics_calibration.py's results (same
+    metric and protocol): real vs real digits_fid, the real data's digits_is (in the dataset's order
+    and in random order) and the untrained generator's digits_fid."""
+    rows = {r["row"]: r for r in json.loads(path.read_text())["rows"]}
+    ref = {
+        "real_vs_real_digits_fid": round(rows["real-vs-real halves"]["digits_fid"], 1),
+        "real_digits_is": round(rows["real-all (IS of the real data)"]["digits_is"], 2),
+        "untrained_digits_tiny_fid": round(rows["untrained G (digits-tiny, torch.manual_seed(0))"]["digits_fid"]),
+    }
+    shuffled = rows.get("real-all in random order (IS over 20 orders)")
+    if shuffled:
+        ref["real_digits_is_random_order"] = round(shuffled["digits_is"], 2)
+    return ref
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -211,11 +233,7 @@ def main(argv: list[str] | None = None) -> int:
 
     out = Path(args.out)
     results = json.loads(out.read_text()) if out.exists() else {"runs": {}}
-    results["reference"] = {  # bench/results/metrics_calibration_cpu.json, same metric and protocol
-        "real_vs_real_digits_fid": 14.9,
-        "real_digits_is": 9.43,
-        "untrained_digits_tiny_fid": 2676,
-    }
+    results["reference"] = calibration_reference()
     last = reporter.points[-1]
     results["runs"][label] = {
         "preset": args.preset,

@@ -65,6 +65,7 @@ FIELD_LIMITS: dict[str, tuple[float, float]] = {
     "model.g.window_size": (1, 1024),
     "model.g.window_min_res": (1, 1024),
     "model.g.modulation_tokens": (1, 4096),
+    "model.g.latent_classes": (0, 16384),
     "model.g.conv_ch": (8, 65536),
     "model.g.locality.schedule[][]": (0, 1_000_000),
     "model.g.locality.off_epoch": (0, 1_000_000),

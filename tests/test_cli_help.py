@@ -65,7 +65,7 @@ def test_config_list_describes_every_preset(capsys):
     assert all(len(line) <= 120 for line in lines), max(lines, key=len)
     digits = next(line for line in lines if line.startswith("digits-tiny "))
     # resolution, parameter counts (the same as `summary`) and the preset file's first sentence
-    assert re.search(r"\b16x16 +G +0\.55M +D +0\.10M +The embedded default: scikit-learn's 1,797 handwritten", digits)
+    assert re.search(r"\b16x16 +G +0\.57M +D +0\.10M +The embedded default: scikit-learn's 1,797 handwritten", digits)
     assert re.search(
         r"\b32x32 +G +83\.31M +D +10\.21M +The v2 \(NeurIPS\) CIFAR-10 recipe", lines[names.index("cifar10-v2")]
     )

@@ -89,4 +89,4 @@ def schema_default(cfg: Any, key: str) -> Any:
     if not fields or name not in fields or fields[name].is_required():
         return NO_DEFAULT
     default = fields[name].get_default(call_default_factory=True)
-    return json.loads(json.dumps(as_dict(default) if hasattr(default, "model_dump") else default, default=list))
+    return json.loads(json.dumps(default, default=list))  # a leaf: tuples become lists, as in the stored dump

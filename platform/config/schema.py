@@ -86,6 +86,7 @@ class GeneratorConfig(_Section):
     out_act: Literal["none", "tanh"] = "none"  # output activation; none = the official generator
     self_modulation: bool = False  # cross-attention to latent tokens in every block
     modulation_tokens: int = Field(16, ge=1)
+    latent_classes: int = Field(0, ge=0)  # K > 0: argmax of z's first K entries picks a learned input offset
     conv_ch: int = Field(256, ge=8)  # width of the conv baseline
     locality: LocalityConfig = LocalityConfig()
 
@@ -335,6 +336,11 @@ def cross_field_errors(cfg: ExperimentConfig) -> list[str]:
         err.append("model.mtct.enabled needs model.g.arch=transgan (the conv baseline has no SR path)")
     if g.locality.enabled and g.arch != "transgan":
         err.append("model.g.locality.enabled needs model.g.arch=transgan")
+    if g.latent_classes > g.latent_dim:
+        err.append(
+            f"model.g.latent_classes={g.latent_classes} exceeds model.g.latent_dim={g.latent_dim}: the cell is the "
+            "argmax of z's first K entries; pick K <= latent_dim"
+        )
     standard = metric_registry.eval_metrics(metric_registry.TF_INCEPTION)
     digits = metric_registry.eval_metrics(metric_registry.DIGITS_CLASSIFIER)
     if any(m in standard for m in cfg.eval.metrics) and data.channels != 3:

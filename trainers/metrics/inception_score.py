@@ -10,6 +10,12 @@ from __future__ import annotations
 import numpy as np
 
 
+def _log_softmax(x: np.ndarray) -> np.ndarray:
+    """log p(y|x) per row from float64 logits, shifted by the row maximum for stability."""
+    x = x - x.max(axis=1, keepdims=True)
+    return x - np.log(np.exp(x).sum(axis=1, keepdims=True))
+
+
 def inception_score(
     logits: np.ndarray,  # (N, K) unnormalised class scores
     *,
@@ -24,8 +30,7 @@ def inception_score(
         raise ValueError(
             f"inception_score: {n} samples cannot be cut into {splits} splits; give at least {splits} samples"
         )
-    x = x - x.max(axis=1, keepdims=True)
-    log_p = x - np.log(np.exp(x).sum(axis=1, keepdims=True))  # log softmax, (N, K)
+    log_p = _log_softmax(x)  # (N, K)
     p = np.exp(log_p)
     scores = []
     for i in range(splits):
@@ -49,8 +54,7 @@ def score_parts(
     x = np.asarray(logits, dtype=np.float64)
     if x.ndim != 2 or x.shape[0] < 1:
         raise ValueError(f"score_parts needs (N, K) logits with N >= 1, got shape {x.shape}")
-    x = x - x.max(axis=1, keepdims=True)
-    log_p = x - np.log(np.exp(x).sum(axis=1, keepdims=True))
+    log_p = _log_softmax(x)
     p = np.exp(log_p)
     marginal = p.mean(axis=0)
     h_marginal = float(-(marginal * np.log(np.where(marginal > 0, marginal, 1.0))).sum())

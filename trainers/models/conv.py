@@ -14,6 +14,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
+from .latent import LatentCells
+
 
 def _xavier(module: nn.Module) -> None:
     if isinstance(module, (nn.Conv2d, nn.Linear)):
@@ -53,6 +55,7 @@ class ConvGenerator(nn.Module):
         resolution: int,  # output side
         channels: int,  # output image channels
         ch: int = 256,  # feature channels of every block
+        latent_classes: int = 0,  # K > 0: argmax of z's first K entries picks a learned offset of l1(z)
     ):
         super().__init__()
         self.latent_dim = latent_dim
@@ -63,10 +66,12 @@ class ConvGenerator(nn.Module):
         self.bn = nn.BatchNorm2d(ch)
         self.out = nn.Conv2d(ch, channels, 3, padding=1)
         self.apply(_xavier)
+        self.cells = LatentCells(cells=latent_classes, latent_dim=latent_dim, l1=self.l1) if latent_classes else None
 
     def forward(self, z: torch.Tensor, *, locality_width: int | None = None) -> torch.Tensor:
         # locality_width: accepted for the common G interface; the conv baseline has no attention
-        x = self.l1(z).reshape(z.shape[0], self.ch, self.start, self.start)  # (B, ch, s0, s0)
+        x = self.l1(z) if self.cells is None else self.l1(z) + self.cells(z)
+        x = x.reshape(z.shape[0], self.ch, self.start, self.start)  # (B, ch, s0, s0)
         x = self.blocks(x)
         return torch.tanh(self.out(F.relu(self.bn(x))))
 
@@ -131,6 +136,7 @@ def build_conv_generator(cfg) -> ConvGenerator:
         resolution=cfg.data.resolution,
         channels=cfg.data.channels,
         ch=cfg.model.g.conv_ch,
+        latent_classes=getattr(cfg.model.g, "latent_classes", 0),
     )
 
 

@@ -14,6 +14,7 @@ from torch import nn
 
 from .attention import locality_mask
 from .blocks import Block
+from .latent import LatentCells
 
 
 def pixel_upsample(x: torch.Tensor, *, side: int) -> torch.Tensor:
@@ -47,6 +48,7 @@ class TransGANGenerator(nn.Module):
         locality_blocks: int = 1,  # masked blocks at the end of the last stage
         mtct: bool = False,  # build the super-resolution input path (MT-CT)
         out_act: str = "none",  # "none" (official) | "tanh": activation on the output pixels
+        latent_classes: int = 0,  # K > 0: argmax of z's first K entries picks a learned offset of l1(z)
     ):
         super().__init__()
         n = len(depths)
@@ -67,6 +69,8 @@ class TransGANGenerator(nn.Module):
         self.out_act = out_act
 
         self.l1 = nn.Linear(latent_dim, bottom * bottom * embed_dim)
+        # model.g.latent_classes: argmax(z[:K]) picks a learned offset of l1(z) (see latent.py)
+        self.cells = LatentCells(cells=latent_classes, latent_dim=latent_dim, l1=self.l1) if latent_classes else None
         self.sr_embed = nn.Linear(channels, embed_dim) if mtct else None
         if self_modulation:
             self.mod_l1 = nn.Linear(latent_dim, modulation_tokens * embed_dim)
@@ -157,7 +161,10 @@ class TransGANGenerator(nn.Module):
         if z is not None:
             if z.dim() != 2 or z.shape[1] != self.latent_dim:
                 raise ValueError(f"z must be (N, {self.latent_dim}), got {tuple(z.shape)}")
-            parts.append(self.l1(z).reshape(z.shape[0], self.bottom * self.bottom, self.embed_dim))  # (B, bottom^2, C)
+            x0 = self.l1(z)  # (B, bottom^2 * C)
+            if self.cells is not None:
+                x0 = x0 + self.cells(z)
+            parts.append(x0.reshape(z.shape[0], self.bottom * self.bottom, self.embed_dim))  # (B, bottom^2, C)
             latents.append(z)
         if lr_images is not None:
             parts.append(self._sr_tokens(lr_images))
@@ -224,4 +231,5 @@ def build_transgan_generator(cfg) -> TransGANGenerator:
         locality_blocks=loc.last_blocks,
         mtct=bool(mtct is not None and mtct.enabled),
         out_act=getattr(g, "out_act", "none"),
+        latent_classes=getattr(g, "latent_classes", 0),
     )
