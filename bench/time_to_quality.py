@@ -177,20 +177,28 @@ def plot(results: dict, path: Path) -> None:
     plt.close(fig)
 
 
-def calibration_reference(path: Path = CALIBRATION) -> dict:
+def calibration_reference(path: Path | None = None) -> dict:
     """The floors the curves are drawn against, from bench/metrics_calibration.py's results (same
     metric and protocol): real vs real digits_fid, the real data's digits_is (in the dataset's order
-    and in random order) and the untrained generator's digits_fid."""
+    and in random order) and the untrained generator's digits_fid. Read before training, so a
+    missing or renamed row stops the benchmark at once, not after its run."""
+    path = path or CALIBRATION
+    if not path.exists():
+        raise SystemExit(f"{path} is missing: run `python bench/metrics_calibration.py` first (about a minute)")
     rows = {r["row"]: r for r in json.loads(path.read_text())["rows"]}
-    ref = {
-        "real_vs_real_digits_fid": round(rows["real-vs-real halves"]["digits_fid"], 1),
-        "real_digits_is": round(rows["real-all (IS of the real data)"]["digits_is"], 2),
-        "untrained_digits_tiny_fid": round(rows["untrained G (digits-tiny, torch.manual_seed(0))"]["digits_fid"]),
+    wanted = {
+        "real_vs_real_digits_fid": ("real-vs-real halves", "digits_fid", 1),
+        "real_digits_is": ("real-all (IS of the real data)", "digits_is", 2),
+        "real_digits_is_random_order": ("real-all in random order (IS over 20 orders)", "digits_is", 2),
+        "untrained_digits_tiny_fid": ("untrained G (digits-tiny, torch.manual_seed(0))", "digits_fid", 0),
     }
-    shuffled = rows.get("real-all in random order (IS over 20 orders)")
-    if shuffled:
-        ref["real_digits_is_random_order"] = round(shuffled["digits_is"], 2)
-    return ref
+    missing = [row for row, key, _ in wanted.values() if (rows.get(row) or {}).get(key) is None]
+    if missing:
+        raise SystemExit(
+            f"{path} has no value for the rows {missing}: rerun `python bench/metrics_calibration.py` "
+            "(its row names must match calibration_reference in bench/time_to_quality.py)"
+        )
+    return {name: round(rows[row][key], nd) if nd else round(rows[row][key]) for name, (row, key, nd) in wanted.items()}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -209,6 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg = load_config(args.preset, args.overrides)
     eval_kimg = args.eval_kimg if args.eval_kimg is not None else round(cfg.train.kimg / 15, 3)
     label = args.label or cfg.name
+    reference = calibration_reference()
     with tempfile.TemporaryDirectory(prefix="tgl-ttq-") as tmp:
         cache = Path(tmp) / "cache"
         cfg = load_config(
@@ -233,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
 
     out = Path(args.out)
     results = json.loads(out.read_text()) if out.exists() else {"runs": {}}
-    results["reference"] = calibration_reference()
+    results["reference"] = reference
     last = reporter.points[-1]
     results["runs"][label] = {
         "preset": args.preset,

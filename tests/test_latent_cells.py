@@ -9,7 +9,6 @@ import torch
 
 from transgan_lab.platform.config import load_config
 from transgan_lab.trainers.models import build_generator
-from transgan_lab.trainers.models.latent import latent_class
 
 TINY = [
     "model.g.embed_dim=64",
@@ -25,14 +24,14 @@ def test_cell_is_the_argmax_of_the_first_k_entries_and_uniform_for_gaussian_z():
     torch.manual_seed(0)
     G = build_generator(load_config("digits-tiny", TINY + ["model.g.latent_classes=4"]))
     z = torch.randn(40_000, 16)
-    cells = latent_class(G, z)
+    cells = G.cells.cell(z)
     assert torch.equal(cells, z[:, :4].argmax(dim=1))
     counts = torch.bincount(cells, minlength=4).float() / len(z)
     assert counts.sub(0.25).abs().max() < 0.01  # 4 sigma of a binomial share at n = 40,000 is 0.0087
     # The rest of z does not enter the cell.
     z2 = z[:8].clone()
     z2[:, 4:] = torch.randn(8, 12)
-    assert torch.equal(latent_class(G, z2), cells[:8])
+    assert torch.equal(G.cells.cell(z2), cells[:8])
 
 
 def test_each_cell_adds_its_own_offset_to_the_first_token_grid():
@@ -45,15 +44,15 @@ def test_each_cell_adds_its_own_offset_to_the_first_token_grid():
         G.cells.offset.weight[1].zero_()  # only samples of cell 1 change
         after = G(z)
     moved = (before - after).flatten(1).abs().amax(dim=1) > 0
-    assert torch.equal(moved, latent_class(G, z) == 1) and moved.any() and not moved.all()
+    assert torch.equal(moved, G.cells.cell(z) == 1) and moved.any() and not moved.all()
     # The conv baseline takes the same latent: its cells move its first feature map.
     conv = build_generator(load_config("digits-tiny", TINY + ["model.g.latent_classes=3", "model.g.arch=conv"])).eval()
     with torch.no_grad():
         before = conv(z)
-        conv.cells.offset.weight[int(latent_class(conv, z[:1]))].zero_()
+        conv.cells.offset.weight[int(conv.cells.cell(z[:1]))].zero_()
         after = conv(z)
     moved = (before - after).flatten(1).abs().amax(dim=1) > 0
-    assert torch.equal(moved, latent_class(conv, z) == latent_class(conv, z[:1]))
+    assert torch.equal(moved, conv.cells.cell(z) == conv.cells.cell(z[:1]))
     # Without cells the generator has no offsets and the same parameter count as before the option.
     plain = build_generator(load_config("digits-tiny", TINY))
     extra = sum(p.numel() for p in G.parameters()) - sum(p.numel() for p in plain.parameters())

@@ -196,7 +196,7 @@ class _Recipe:
         if trial.suggest_categorical("model.mtct.enabled", [False, True]):
             trial.suggest_float("model.mtct.weight", 5.0, 100.0, log=True)
         g = base["model"]["g"]
-        trial.suggest_categorical("model.g.latent_classes", sorted({0, 10, 20, g.get("latent_classes", 0)}))
+        trial.suggest_categorical("model.g.latent_classes", sorted({0, 10, 20, g["latent_classes"]}))
         bottom = trial.suggest_categorical("model.g.bottom", sorted({4, 8, g["bottom"]}))
         stages = {4: 3, 8: 2}.get(bottom, len(g["depths"]))
         if bottom * 2 ** (stages - 1) == base["data"]["resolution"] and bottom != g["bottom"]:
@@ -219,7 +219,7 @@ class _Recipe:
                 "optim.ema_kimg": o["ema_kimg"],
                 "augment.policy": ",".join(base["augment"]["policy"]),
                 "model.mtct.enabled": bool(base["model"]["mtct"]["enabled"]),
-                "model.g.latent_classes": base["model"]["g"].get("latent_classes", 0),
+                "model.g.latent_classes": base["model"]["g"]["latent_classes"],
                 "model.g.bottom": base["model"]["g"]["bottom"],
             }
         )

@@ -31,11 +31,3 @@ class LatentCells(nn.Module):
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         """(B, latent_dim) -> (B, l1.out_features): the offset of each sample's cell."""
         return self.offset(self.cell(z))
-
-
-def latent_class(G: nn.Module, z: torch.Tensor) -> torch.Tensor:
-    """The cells of z under generator G (plain or wrapped); G must have latent cells."""
-    cells = getattr(getattr(G, "module", G), "cells", None)
-    if cells is None:
-        raise ValueError("this generator has no latent cells: set model.g.latent_classes > 0")
-    return cells.cell(z)
