@@ -184,13 +184,13 @@ def calibration_reference(path: Path | None = None) -> dict:
     missing or renamed row stops the benchmark at once, not after its run."""
     path = path or CALIBRATION
     if not path.exists():
-        raise SystemExit(f"{path} is missing: run `python bench/metrics_calibration.py` first (about a minute)")
+        raise SystemExit(f"{path} is missing: run `python bench/metrics_calibration.py` first")
     rows = {r["row"]: r for r in json.loads(path.read_text())["rows"]}
-    wanted = {
+    wanted = {  # key: (row, column, decimals; None rounds to an int)
         "real_vs_real_digits_fid": ("real-vs-real halves", "digits_fid", 1),
         "real_digits_is": ("real-all (IS of the real data)", "digits_is", 2),
         "real_digits_is_random_order": ("real-all in random order (IS over 20 orders)", "digits_is", 2),
-        "untrained_digits_tiny_fid": ("untrained G (digits-tiny, torch.manual_seed(0))", "digits_fid", 0),
+        "untrained_digits_tiny_fid": ("untrained G (digits-tiny, torch.manual_seed(0))", "digits_fid", None),
     }
     missing = [row for row, key, _ in wanted.values() if (rows.get(row) or {}).get(key) is None]
     if missing:
@@ -198,7 +198,7 @@ def calibration_reference(path: Path | None = None) -> dict:
             f"{path} has no value for the rows {missing}: rerun `python bench/metrics_calibration.py` "
             "(its row names must match calibration_reference in bench/time_to_quality.py)"
         )
-    return {name: round(rows[row][key], nd) if nd else round(rows[row][key]) for name, (row, key, nd) in wanted.items()}
+    return {name: round(rows[row][key], nd) for name, (row, key, nd) in wanted.items()}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -3,7 +3,6 @@ the class histogram, the step's cost and the figures (never its timings)."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -11,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import time_to_quality  # bench/ is on pytest's pythonpath (pyproject.toml)
 
 from transgan_lab.platform.config import load_config
 
@@ -55,15 +55,8 @@ def test_time_to_quality_writes_curve_histogram_cost_and_figures(tmp_path):
     assert (tmp_path / "ttq_smoke_samples.png").stat().st_size > 0
 
 
-def _bench_module():
-    spec = importlib.util.spec_from_file_location("time_to_quality", REPO / "bench" / "time_to_quality.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
 def test_calibration_reference_reads_the_committed_calibration():
-    ref = _bench_module().calibration_reference()
+    ref = time_to_quality.calibration_reference()
     rows = {r["row"]: r for r in json.loads((REPO / "bench/results/metrics_calibration_cpu.json").read_text())["rows"]}
     assert ref["real_vs_real_digits_fid"] == round(rows["real-vs-real halves"]["digits_fid"], 1)
     shuffled = rows["real-all in random order (IS over 20 orders)"]
@@ -74,19 +67,18 @@ def test_calibration_reference_reads_the_committed_calibration():
 
 
 def test_a_renamed_calibration_row_stops_the_benchmark_before_it_trains(tmp_path, monkeypatch):
-    mod = _bench_module()
     committed = json.loads((REPO / "bench/results/metrics_calibration_cpu.json").read_text())
     for r in committed["rows"]:
         if r["row"] == "real-vs-real halves":
             r["row"] = "real vs real (renamed)"
     broken = tmp_path / "calibration.json"
     broken.write_text(json.dumps(committed))
-    monkeypatch.setattr(mod, "CALIBRATION", broken)
-    monkeypatch.setattr(mod, "train", lambda *a, **k: pytest.fail("trained before reading the calibration"))
+    monkeypatch.setattr(time_to_quality, "CALIBRATION", broken)
+    monkeypatch.setattr(time_to_quality, "train", lambda *a, **k: pytest.fail("trained before reading the calibration"))
     out = tmp_path / "ttq.json"
     with pytest.raises(SystemExit, match=r"real-vs-real halves.*rerun `python bench/metrics_calibration.py`"):
-        mod.main(["--out", str(out), "--set", "train.kimg=0.384"])
+        time_to_quality.main(["--out", str(out), "--set", "train.kimg=0.384"])
     assert not out.exists()
-    monkeypatch.setattr(mod, "CALIBRATION", tmp_path / "absent.json")
+    monkeypatch.setattr(time_to_quality, "CALIBRATION", tmp_path / "absent.json")
     with pytest.raises(SystemExit, match="absent.json is missing"):
-        mod.main(["--out", str(out)])
+        time_to_quality.main(["--out", str(out)])
