@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import free_port
 
 from transgan_lab.platform.config import load_config
 from transgan_lab.trainers import checkpoint as ckpt
@@ -20,14 +21,6 @@ from transgan_lab.trainers.schedule import total_steps
 from transgan_lab.trainers.train import train
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # A very small digits run: 16 images per D step, 2 D steps per G step -> 32 images per step.
