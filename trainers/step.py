@@ -66,6 +66,17 @@ def g_forward(t: Trainer, z: torch.Tensor, real: torch.Tensor, width: int | None
     return t.G(z, locality_width=width), None, real
 
 
+def real_clusters(t: Trainer, real: torch.Tensor) -> torch.Tensor | None:
+    """model.d.pixel_clusters: the real images' nearest centroids (None for an unconditioned D)."""
+    proj = getattr(unwrap(t.D), "clusters", None)
+    return None if proj is None else proj.assign(real)
+
+
+def fake_clusters(t: Trainer, z: torch.Tensor) -> torch.Tensor | None:
+    """model.d.pixel_clusters: the fakes' clusters are their latent cells (None for an unconditioned D)."""
+    return None if getattr(unwrap(t.D), "clusters", None) is None else unwrap(t.G).cells.cell(z)
+
+
 def set_lr(t: Trainer) -> None:
     """optim.lr_decay: the step's learning rates from the G updates done (resume-safe)."""
     opt = t.cfg.optim
@@ -149,11 +160,13 @@ def updates(t: Trainer, inputs: StepInputs, stats: dict) -> None:
             shared = g_pass[0].detach()[: t.d_local]
         for a in range(opt.accum):
             rows = slice(a * t.d_micro, (a + 1) * t.d_micro)
+            z_fake = inputs.z_g[: t.d_local] if shared is not None else z_local[rows]
             if shared is not None:
                 fake = shared
             else:
                 with torch.no_grad(), t.autocast():
-                    fake = t.G(z_local[rows], locality_width=width)
+                    fake = t.G(z_fake, locality_width=width)
+            y_real, y_fake = real_clusters(t, real_local[rows]), fake_clusters(t, z_fake)
             sync = t.world > 1 and a < opt.accum - 1
             with t.D.no_sync() if sync else contextlib.nullcontext():
                 with t.autocast():
@@ -165,6 +178,8 @@ def updates(t: Trainer, inputs: StepInputs, stats: dict) -> None:
                         cfg.loss,
                         gp_alpha=inputs.alphas[k][rows],
                         regularise=inputs.regularise[k],
+                        y_real=y_real,
+                        y_fake=y_fake,
                     )
                 (loss / opt.accum).backward()
             for key, v in d_stats.items():
@@ -184,7 +199,8 @@ def updates(t: Trainer, inputs: StepInputs, stats: dict) -> None:
                     fake, sr, real = g_forward(t, inputs.z_g[rows], real, width)
                 else:
                     fake, sr, real = g_pass
-                loss, g_stats = losses.g_loss(t.D_for_g, fake.float(), t.aug, cfg.loss)
+                y_g = fake_clusters(t, inputs.z_g[rows])
+                loss, g_stats = losses.g_loss(t.D_for_g, fake.float(), t.aug, cfg.loss, y=y_g)
                 if sr is not None:
                     l_sr = losses.mtct_mse(sr, real)
                     loss = loss + cfg.model.mtct.weight * l_sr
