@@ -130,3 +130,23 @@ def test_engine_fits_the_centroids_trains_the_projection_and_checkpoints_them(tm
     assert torch.equal(t2.D.clusters.centroids, c)  # fitted again from the same data and seed
     t2.resume(path, allow_config_change=False)
     assert torch.equal(t2.D.clusters.centroids, c + 0.01)
+
+
+def test_the_recipe_space_keeps_the_clusters_equal_to_the_cells():
+    # The recipe study draws the cell count; D's clusters must follow it or the config is refused.
+    import optuna
+
+    from transgan_lab.platform.sweep.space import _ask_params, apply_params, check_space
+    from transgan_lab.platform.sweep.spaces import recipe
+
+    cfg = load_config("digits-tiny", ["model.g.latent_classes=10", "model.d.pixel_clusters=10"])
+    base = cfg.model_dump(mode="json")
+    check_space(base, "recipe", draws=16)  # every draw validates
+    seen = set()
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    for _ in range(24):
+        params = _ask_params(study, recipe, base)
+        d = apply_params(base, params)["model"]
+        assert d["d"]["pixel_clusters"] == d["g"]["latent_classes"], params
+        seen.add(d["g"]["latent_classes"])
+    assert seen == {0, 10, 20}

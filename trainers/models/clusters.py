@@ -1,6 +1,6 @@
 """Pixel clusters: a discriminator conditioned on a mode of the data, without labels.
 
-K-means (k-means++ seeding, Lloyd iterations, a few restarts) runs once, at the start of training,
+K-means (k-means++ seeding, Lloyd iterations, 20 restarts) runs once, at the start of training,
 on up to ``FIT_IMAGES`` training images in pixel space. A real image's cluster is its nearest
 centroid; a generated image's cluster is its latent cell (``model.g.latent_classes`` = K). D adds a
 projection term <embed(y), h> to its score (h: D's normalised [cls] feature; Miyato & Koyama 2018),
@@ -18,13 +18,13 @@ from torch import nn
 FIT_IMAGES = 10_000  # images the centroids are fitted on (a seeded random subset of larger datasets)
 
 
-def kmeans(x: torch.Tensor, k: int, *, seed: int, iters: int = 50, restarts: int = 4) -> torch.Tensor:
+def kmeans(x: torch.Tensor, k: int, *, seed: int, iters: int = 100, restarts: int = 20) -> torch.Tensor:
     """(N, F) float -> (k, F) centroids of the restart with the lowest inertia (deterministic in seed)."""
     n = x.shape[0]
     if not 1 <= k <= n:
         raise ValueError(f"k-means with {k} clusters needs at least {k} images, got {n}")
     gen = torch.Generator().manual_seed(seed)
-    x = x.double()
+    x = x.float()
     sq = x.pow(2).sum(1)
     best, best_inertia = None, float("inf")
     for _ in range(restarts):
