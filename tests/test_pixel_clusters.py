@@ -150,3 +150,22 @@ def test_the_recipe_space_keeps_the_clusters_equal_to_the_cells():
         assert d["d"]["pixel_clusters"] == d["g"]["latent_classes"], params
         seen.add(d["g"]["latent_classes"])
     assert seen == {0, 10, 20}
+
+
+@pytest.mark.parametrize("share", [False, True])
+def test_each_d_update_draws_its_fakes_in_the_clusters_of_its_real_batch(tmp_path, share):
+    # Both sides of D's loss then hold every cluster equally often (a per-cluster constant in D's
+    # score cancels). With shared fakes, the G update's latents are the last D update's fakes.
+    from transgan_lab.trainers.step import draw_inputs
+    from transgan_lab.trainers.trainer import Trainer
+
+    sets = ["optim.batch_d=16", "optim.batch_g=16", "optim.n_critic=2", f"optim.share_fakes={str(share).lower()}"]
+    t = Trainer(load_config("digits-tiny", TINY + sets), out_dir=tmp_path, device="cpu")
+    inputs = draw_inputs(t)
+    cells = t.G.cells.cell
+    for k, real in enumerate(inputs.reals):
+        y = t.D.clusters.assign(real)
+        z = inputs.z_g if inputs.z_d[k] is None else inputs.z_d[k]
+        assert torch.equal(cells(z[: len(y)]), y), k
+    assert (inputs.z_d[1] is None) == share
+    assert len(torch.unique(torch.cat([t.D.clusters.assign(r) for r in inputs.reals]))) > 1

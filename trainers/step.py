@@ -128,7 +128,7 @@ def draw_inputs(t: Trainer) -> StepInputs:
     reg_every = getattr(t.cfg.loss, "reg_every", 1)
     n = opt.n_critic
     shared = t.share_fakes
-    return StepInputs(
+    inputs = StepInputs(
         width=locality(t),
         # Lazy regularisation: the penalties run on every reg_every-th D update (counted over the
         # whole run, so the cadence survives resume), weighted x reg_every in d_loss.
@@ -138,6 +138,28 @@ def draw_inputs(t: Trainer) -> StepInputs:
         alphas=[global_draw(t, (opt.batch_d,), t.d_local, tag=3, k=k, kind=torch.rand) for k in range(n)],
         z_g=latents(t, opt.batch_g, t.g_local, tag=2),
     )
+    match_cells_to_clusters(t, inputs)
+    return inputs
+
+
+def match_cells_to_clusters(t: Trainer, inputs: StepInputs) -> None:
+    """model.d.pixel_clusters: each D update's fakes take the clusters of its real batch as their
+    cells (z given the cell, see LatentCells.with_cell), so both sides of D's loss hold every cluster
+    equally often. Otherwise a per-cluster constant in D's score (which the gradient penalty does not
+    see) gains D loss wherever a cluster's share of the data differs from its cell's 1/K, and grows
+    without bound: loss_d reached -180 by 384 kimg on the digits. With shared fakes the G update's
+    first rows are that D update's fakes, so they take the cells."""
+    proj = getattr(unwrap(t.D), "clusters", None)
+    if proj is None:
+        return
+    cells = unwrap(t.G).cells
+    for k, real in enumerate(inputs.reals):
+        y = proj.assign(real)
+        if inputs.z_d[k] is not None:
+            inputs.z_d[k] = cells.with_cell(inputs.z_d[k], y)
+        else:
+            z = inputs.z_g
+            inputs.z_g = torch.cat([cells.with_cell(z[: len(y)], y), z[len(y) :]])
 
 
 def updates(t: Trainer, inputs: StepInputs, stats: dict) -> None:
