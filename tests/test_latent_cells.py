@@ -17,6 +17,7 @@ TINY = [
     "model.d.embed_dim=32",
     "model.d.depth=1",
     "model.g.latent_classes=0",  # the preset has 10 cells; each test sets its own
+    "model.d.pixel_clusters=0",  # and D conditioned on them (tests/test_pixel_clusters.py)
 ]
 
 

@@ -519,7 +519,7 @@ def test_activation_checkpointing_same_training_less_saved_memory(tmp_path):
 
     from transgan_lab.trainers.models import build_discriminator, set_activation_checkpointing
 
-    cfg = load_config("digits-tiny")
+    cfg = load_config("digits-tiny", ["model.d.pixel_clusters=0"])  # D(x): the blocks' memory, no cluster input
     D = build_discriminator(cfg)
     x = torch.randn(8, 1, 16, 16, requires_grad=True)
     plain = _saved_activation_bytes(D, x)

@@ -352,7 +352,10 @@ def cross_field_errors(cfg: ExperimentConfig) -> list[str]:
             f"got latent_classes={g.latent_classes}: set both to the same K"
         )
     if k and cfg.model.d.arch == "conv":
-        err.append("model.d.pixel_clusters needs a transformer D (model.d.arch=vit or multiscale), not conv")
+        err.append(
+            "model.d.pixel_clusters needs a transformer D (model.d.arch=vit or multiscale), not conv; "
+            "set model.d.pixel_clusters=0 for the conv D"
+        )
     standard = metric_registry.eval_metrics(metric_registry.TF_INCEPTION)
     digits = metric_registry.eval_metrics(metric_registry.DIGITS_CLASSIFIER)
     if any(m in standard for m in cfg.eval.metrics) and data.channels != 3:

@@ -6,6 +6,9 @@ centroid; a generated image's cluster is its latent cell (``model.g.latent_class
 projection term <embed(y), h> to its score (h: D's normalised [cls] feature; Miyato & Koyama 2018),
 so it judges the samples of cell c against the real images of cluster c and G has to give each cell
 its own mode of the data. The embedding starts at zero: at initialisation D is unconditional.
+In training, each D update draws its fakes in the clusters of its real batch (trainers.step:
+``match_cells_to_clusters``), so both sides of D's loss hold every cluster equally often; samplers
+outside training draw plain z, whose cells are uniform.
 
 The centroids are a buffer of D, so checkpoints carry them and a resumed run assigns as before.
 """
@@ -46,7 +49,7 @@ def kmeans(x: torch.Tensor, k: int, *, seed: int, iters: int = 100, restarts: in
         inertia = (sq[:, None] - 2 * x @ c.T + c.pow(2).sum(1)[None]).min(dim=1).values.sum().item()
         if inertia < best_inertia:
             best, best_inertia = c, inertia
-    return best.float()
+    return best
 
 
 class ClusterProjection(nn.Module):
