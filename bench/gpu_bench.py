@@ -84,13 +84,14 @@ def output_agreement(cfg, device) -> dict:
     torch.manual_seed(0)
     G, D = build_generator(cfg).to(device).eval(), build_discriminator(cfg).to(device).eval()
     z = torch.randn(8, G.latent_dim, device=device)
+    cond = () if getattr(D, "clusters", None) is None else (G.cells.cell(z),)  # model.d.pixel_clusters
     with torch.no_grad():
         with mode_patches("baseline"):
             g_ref = G(z).float()
-            d_ref = D(g_ref).float()
+            d_ref = D(g_ref, *cond).float()
         with torch.autocast(device.type, dtype=torch.bfloat16):
             g_fast = G(z).float()
-            d_fast = D(g_ref).float()
+            d_fast = D(g_ref, *cond).float()
     rel = lambda a, b: float((a - b).norm() / b.norm().clamp_min(1e-12))  # noqa: E731
     return {"g_rel_err": rel(g_fast, g_ref), "d_rel_err": rel(d_fast, d_ref), "tolerance": 5e-2}
 

@@ -32,6 +32,7 @@ from pathlib import Path
 import torch
 
 from transgan_lab.trainers import step as step_module
+from transgan_lab.trainers.data.base import ImageDataset
 from transgan_lab.trainers.models import attention
 from transgan_lab.trainers.trainer import Trainer
 
@@ -44,8 +45,9 @@ MODES = ("baseline", "fp32", "fp32+compile", "bf16", "bf16+compile")
 CPU_OVERRIDES = {"cifar10-s": ["optim.batch_d=8", "optim.batch_g=16"]}
 
 
-class SyntheticImages(torch.utils.data.Dataset):
-    """Fixed random images in [-1, 1] (uint8-quantised like real data), held in memory."""
+class SyntheticImages(ImageDataset):
+    """Fixed random images in [-1, 1] (uint8-quantised like real data), held in memory; a dataset as
+    the engine expects one (``get_batch`` also serves the pixel clusters' k-means)."""
 
     name = "synthetic"
 

@@ -26,6 +26,7 @@ from transgan_lab.platform.experiments import parser, ray_address
 DEMO = [
     "name=demo",
     "model.g.latent_classes=0",
+    "model.d.pixel_clusters=0",
     "optim.batch_d=16",
     "optim.batch_g=16",
     "train.kimg=80",

@@ -56,6 +56,7 @@ _TINY_LOCAL += ["model.g.locality.off_epoch=2"]
 # Without the preset's latent cells, which pay off only after ~150 kimg.
 DIGITS_BUDGET = [
     "model.g.latent_classes=0",
+    "model.d.pixel_clusters=0",
     "optim.batch_d=16",
     "optim.batch_g=16",
     "train.kimg=20",
@@ -88,7 +89,7 @@ STUDIES: dict[str, StudyDef] = {
             ],
             "smoke": [
                 ("transformer G / transformer D", []),
-                ("transformer G / conv D", ["model.d.arch=conv", "model.d.conv_ch=16"]),
+                ("transformer G / conv D", ["model.d.arch=conv", "model.d.conv_ch=16", "model.d.pixel_clusters=0"]),
             ],
         },
     ),

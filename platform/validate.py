@@ -75,6 +75,7 @@ FIELD_LIMITS: dict[str, tuple[float, float]] = {
     "model.d.patch_size": (1, 1024),
     "model.d.heads": (1, 1024),
     "model.d.mlp_ratio": (0, 64),
+    "model.d.pixel_clusters": (0, 16384),
     "model.d.conv_ch": (8, 65536),
     "optim.lr_g": (0, 10),
     "optim.lr_d": (0, 10),

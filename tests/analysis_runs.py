@@ -214,7 +214,7 @@ TABLE4 = [
 def log_studies(client, experiment: str) -> Logger:
     lg = Logger(client, experiment)
     lg.run = functools.partial(lg.run, artifacts=False)  # type: ignore[method-assign]
-    common = ["train.kimg=7.68"]
+    common = ["train.kimg=7.68", "model.d.pixel_clusters=0"]  # as the studies' digits budget (conv D rows too)
     for variant, g_arch, d_arch, seeds in TABLE1:
         for seed, fid, is_ in seeds:
             params = flat_params(

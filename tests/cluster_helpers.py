@@ -7,6 +7,7 @@ test_loopback_cluster.py.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import os
@@ -171,6 +172,19 @@ def wait_gone(text: str, timeout_s: float) -> dict[int, str]:
     return left
 
 
+def end_pids_mentioning(text: str, timeout_s: float = 20.0) -> dict[int, str]:
+    """SIGTERM, then SIGKILL after ``timeout_s``, every process whose command line contains ``text``
+    (a path only this test's processes name); returns what was found."""
+    found = pids_mentioning(text)
+    for pid in found:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGTERM)
+    for pid in wait_gone(text, timeout_s):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
+    return found
+
+
 def remove_ssh_control_dir(cluster_name: str) -> None:
     """Ray keeps its SSH ControlMaster sockets in /tmp/ray_ssh_<user hash>/<cluster hash>/; remove
     the one of this (uniquely named) cluster once its master connection has exited."""
@@ -185,12 +199,6 @@ def remove_ssh_control_dir(cluster_name: str) -> None:
         parent.rmdir()  # only when no other cluster's sockets are in it
     except OSError:
         pass
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def port_in_use(port: int, host: str = "127.0.0.1") -> bool:

@@ -7,6 +7,7 @@ that nothing writes into $HOME and nothing listens beyond loopback.
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import signal
 import socket
@@ -56,10 +57,35 @@ def scratch() -> Path:
 # batch part of their overrides, the same as the smoke runs'.
 
 
+# Ports for the servers the tests start are drawn below the kernel's ephemeral range (32768-60999 on
+# these machines: what bind-to-0 and every outgoing connection get) and above Ray's worker ports
+# (10002-19999). A port picked there cannot be handed to a Ray worker, an ssh connection or another
+# server between the pick and the server's own bind (a pick by bind-to-0 could, and once did).
+_PORTS = (20000, 32767)
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port on 127.0.0.1 that is free now and was not handed out before in this session."""
+    low, high = _PORTS
+    try:
+        ephemeral_low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+        high = min(high, ephemeral_low - 1)
+    except (OSError, ValueError, IndexError):
+        pass
+    rng = random.SystemRandom()
+    for _ in range(500):
+        port = rng.randint(low, high)
+        if port in _handed_out:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+    raise RuntimeError(f"no free port on 127.0.0.1 in {low}-{high} after 500 tries")
 
 
 def wait_http(url: str, timeout_s: float = 60.0, proc=None) -> None:

@@ -26,13 +26,13 @@ from cluster_helpers import (
     SHIPPED_CLUSTER_CONFIGS,
     VENV_BIN,
     find_credentials,
-    free_port,
     load_yaml,
     pids_mentioning,
     render_loopback_config,
     validate_like_ray,
     wait_gone,
 )
+from conftest import free_port
 
 RAYJOB = REPO / "platform" / "k8s" / "rayjob-sweep.yaml"
 CLUSTER_FILES = [

@@ -27,7 +27,7 @@ from cluster_helpers import (
     VENV_BIN,
     LoopbackSSH,
     assert_one_finished_sweep,
-    free_port,
+    end_pids_mentioning,
     pids_mentioning,
     ray_daemon_pids,
     remove_ssh_control_dir,
@@ -35,6 +35,7 @@ from cluster_helpers import (
     validate_like_ray,
     wait_gone,
 )
+from conftest import free_port
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
@@ -187,6 +188,14 @@ def loopback_root():
     # Short: Ray's unix sockets live under <root>/t/ray/session_*/sockets.
     root = Path(tempfile.mkdtemp(prefix="tglc-", dir="/tmp"))
     yield root
+    # A failed `ray up` can leave this cluster's own Ray processes running (`ray down` did not end
+    # them once); every one names the root in its command line (session dir, sockets). End them by
+    # PID, so the next run is not stopped by its own "other Ray processes" guard. A passing run has
+    # already asserted that nothing was left.
+    left = end_pids_mentioning(str(root))
+    if left:
+        listed = "\n".join(f"  {pid}: {cmd[:150]}" for pid, cmd in left.items())
+        print(f"ended what the loopback cluster left running:\n{listed}")
     shutil.rmtree(root, ignore_errors=True)
 
 

@@ -4,23 +4,17 @@ equal to the 1-process value, and an error on rank 0 reaches every rank instead 
 from __future__ import annotations
 
 import os
-import socket
 
 import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from conftest import free_port
 from test_metrics_digits import TinyG, digits_cfg
 
 from transgan_lab.trainers.metrics import MetricsUnavailable, evaluate
 
 N_FAKE = 301  # odd: the ranks' slices differ in size (151 + 150), exercising the padded gather
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _worker(rank: int, world_size: int, port: int, out: dict) -> None:
@@ -47,7 +41,7 @@ def test_two_gloo_ranks_match_one_process():
     single = evaluate(TinyG(), digits_cfg(), n_fake=N_FAKE, batch=100)  # also trains/caches the classifier
     with mp.Manager() as manager:
         out = manager.dict()
-        mp.spawn(_worker, args=(2, _free_port(), out), nprocs=2, join=True)
+        mp.spawn(_worker, args=(2, free_port(), out), nprocs=2, join=True)
         out = dict(out)
     assert out[0] == out[1]  # the very same dict on both ranks
     for m in ("digits_fid", "digits_is"):

@@ -13,14 +13,20 @@ def _params(m: torch.nn.Module) -> int:
     return sum(p.numel() for p in m.parameters())
 
 
+def _cells(D, G, z) -> tuple:
+    """D's extra argument: the samples' latent cells when D is conditioned on pixel clusters."""
+    return () if getattr(D, "clusters", None) is None else (G.cells.cell(z),)
+
+
 def test_digits_tiny_shapes_and_latent_dim():
     cfg = load_config("digits-tiny", [])
     torch.manual_seed(0)
     G, D = build_generator(cfg), build_discriminator(cfg)
     assert G.latent_dim == 64
-    x = G(torch.randn(3, G.latent_dim))
+    z = torch.randn(3, G.latent_dim)
+    x = G(z)
     assert x.shape == (3, 1, 16, 16)
-    s = D(x)
+    s = D(x, G.cells.cell(z))  # the preset's D is conditioned on the cells (model.d.pixel_clusters)
     assert s.shape == (3,) and s.dtype == torch.float32
     s.sum().backward()
     assert G.l1.weight.grad.abs().sum() > 0 and G.head.weight.grad.abs().sum() > 0
@@ -72,8 +78,9 @@ def test_every_preset_output_shape_and_param_counts(preset):
     shape, g_m, d_m = PRESETS[preset]
     with torch.device("meta"):  # shape propagation and counting without memory or compute
         G, D = build_generator(cfg), build_discriminator(cfg)
-        x = G(torch.zeros(2, G.latent_dim))
-        s = D(x)
+        z = torch.zeros(2, G.latent_dim)
+        x = G(z)
+        s = D(x, *_cells(D, G, z))
     assert tuple(x.shape) == (2, *shape)
     assert tuple(s.shape) == (2,)
     if g_m:
@@ -189,9 +196,10 @@ def test_table1_pairings_train_one_step(g_arch, d_arch):
     from transgan_lab.trainers import losses
     from transgan_lab.trainers.augment import DiffAugment
 
-    cfg = load_config(
-        "digits-tiny", [f"model.g.arch={g_arch}", f"model.d.arch={d_arch}", "model.g.conv_ch=32", "model.d.conv_ch=32"]
-    )
+    sets = [f"model.g.arch={g_arch}", f"model.d.arch={d_arch}", "model.g.conv_ch=32", "model.d.conv_ch=32"]
+    if d_arch == "conv":
+        sets.append("model.d.pixel_clusters=0")  # the conv D has no cluster projection
+    cfg = load_config("digits-tiny", sets)
     torch.manual_seed(0)
     G, D = build_generator(cfg), build_discriminator(cfg)
     aug = DiffAugment(cfg.augment)
@@ -199,9 +207,12 @@ def test_table1_pairings_train_one_step(g_arch, d_arch):
     fake = G(z, locality_width=None)
     assert fake.shape == (2, 1, 16, 16)
     real = torch.rand(2, 1, 16, 16) * 2 - 1
-    loss_d, _ = losses.d_loss(D, real, fake, aug, cfg.loss)
+    y = {}
+    if d_arch != "conv":  # the preset's clusters: the conv G's latent cells against the real images' clusters
+        y = {"y_real": D.clusters.assign(real), "y_fake": G.cells.cell(z)}
+    loss_d, _ = losses.d_loss(D, real, fake, aug, cfg.loss, **y)
     loss_d.backward()
-    loss_g, _ = losses.g_loss(D, G(z), aug, cfg.loss)
+    loss_g, _ = losses.g_loss(D, G(z), aug, cfg.loss, y=y.get("y_fake"))
     loss_g.backward()
     assert torch.isfinite(loss_d) and torch.isfinite(loss_g)
     assert all(p.grad is not None for p in G.parameters())
@@ -260,7 +271,8 @@ def test_bad_model_settings_fail_early_with_the_field_named():
     cfg = load_config("digits-tiny", ["model.d.norm=pn", "model.d.act=leakyrelu", "model.g.act=leakyrelu"])
     with torch.device("meta"):
         D, G = build_discriminator(cfg), build_generator(cfg)
-        assert tuple(D(G(torch.zeros(2, G.latent_dim))).shape) == (2,)
+        z = torch.zeros(2, G.latent_dim)
+        assert tuple(D(G(z), *_cells(D, G, z)).shape) == (2,)
 
 
 def test_v2_d_last_block_has_noise_injection_like_the_official_d():

@@ -16,8 +16,8 @@ import uuid
 from pathlib import Path
 
 import pytest
-from cluster_helpers import REPO, VENV_BIN, all_run_ids, assert_one_finished_sweep, free_port, wait_gone
-from conftest import stop_process, wait_http
+from cluster_helpers import REPO, VENV_BIN, all_run_ids, assert_one_finished_sweep, wait_gone
+from conftest import free_port, stop_process, wait_http
 
 SUBMIT = REPO / "scripts" / "submit_job.sh"
 SWEEP_SCRIPT = REPO / "experiments" / "sweep_cifar.py"

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import free_port
 
 from transgan_lab.platform.config import load_config
 from transgan_lab.trainers import checkpoint as ckpt
@@ -20,14 +21,6 @@ from transgan_lab.trainers.schedule import total_steps
 from transgan_lab.trainers.train import train
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # A very small digits run: 16 images per D step, 2 D steps per G step -> 32 images per step.
@@ -526,7 +519,7 @@ def test_activation_checkpointing_same_training_less_saved_memory(tmp_path):
 
     from transgan_lab.trainers.models import build_discriminator, set_activation_checkpointing
 
-    cfg = load_config("digits-tiny")
+    cfg = load_config("digits-tiny", ["model.d.pixel_clusters=0"])  # D(x): the blocks' memory, no cluster input
     D = build_discriminator(cfg)
     x = torch.randn(8, 1, 16, 16, requires_grad=True)
     plain = _saved_activation_bytes(D, x)

@@ -42,11 +42,13 @@ def model_summary(cfg) -> dict[str, int]:
         D = build_discriminator(cfg)
         z = torch.zeros(1, G.latent_dim)
         x = torch.zeros(1, cfg.data.channels, cfg.data.resolution, cfg.data.resolution)
+        # model.d.pixel_clusters: D also takes the image's cluster
+        y = () if getattr(D, "clusters", None) is None else (torch.zeros(1, dtype=torch.long),)
     return {
         "g_params": count_params(G),
         "d_params": count_params(D),
         "g_flops": forward_flops(G, z),
-        "d_flops": forward_flops(D, x),
+        "d_flops": forward_flops(D, x, *y),
     }
 
 

@@ -21,6 +21,11 @@ def _check_kind(kind: str) -> None:
         raise ValueError(f"loss.kind={kind!r} is unknown; choose one of {', '.join(KINDS)}")
 
 
+def _d(D: Callable, x: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
+    """D's scores; y: the images' clusters for a cluster-conditioned D (model.d.pixel_clusters), else None."""
+    return D(x) if y is None else D(x, y)
+
+
 def gradient_penalty(
     D: Callable,  # discriminator: images -> (N,) scores
     real: torch.Tensor,  # (N, C, H, W) real images
@@ -28,6 +33,7 @@ def gradient_penalty(
     aug: Callable,  # augmentation applied to the interpolates before D
     phi: float,  # target gradient norm
     alpha: torch.Tensor | None = None,  # (N,) mixing weights; default U(0,1) from the global RNG
+    y: torch.Tensor | None = None,  # (N,) clusters of the interpolates (the real images'), conditioned D only
 ) -> torch.Tensor:
     """mean((||d D(aug(x_hat)) / d x_hat||_2 - phi)^2), x_hat = a*real + (1-a)*fake, a ~ U(0,1) per sample."""
     real = real.detach()
@@ -36,7 +42,7 @@ def gradient_penalty(
     alpha = alpha.to(device=real.device, dtype=real.dtype).view(-1, 1, 1, 1)
     x_hat = (alpha * real + (1 - alpha) * fake.detach().to(real.dtype)).requires_grad_(True)
     with math_sdpa():
-        scores = D(aug(x_hat)).float()
+        scores = _d(D, aug(x_hat), y).float()
         (grad,) = torch.autograd.grad(scores.sum(), x_hat, create_graph=True)
     norm = grad.float().flatten(1).norm(2, dim=1)
     return ((norm - phi) ** 2).mean()
@@ -46,11 +52,12 @@ def r1_penalty(
     D: Callable,  # discriminator: images -> (N,) scores
     real: torch.Tensor,  # (N, C, H, W) real images
     aug: Callable,  # augmentation applied before D (the gradient is taken w.r.t. the un-augmented image)
+    y: torch.Tensor | None = None,  # (N,) clusters of the real images, conditioned D only
 ) -> torch.Tensor:
     """mean ||d D(aug(x)) / d x||_2^2 over real images x (Mescheder et al. 2018; StyleGAN2's R1)."""
     x = real.detach().requires_grad_(True)
     with math_sdpa():
-        scores = D(aug(x)).float()
+        scores = _d(D, aug(x), y).float()
         (grad,) = torch.autograd.grad(scores.sum(), x, create_graph=True)
     return grad.float().flatten(1).pow(2).sum(dim=1).mean()
 
@@ -64,6 +71,8 @@ def d_loss(
     *,
     gp_alpha: torch.Tensor | None = None,  # (N,) GP mixing weights (the engine draws them per global batch)
     regularise: bool = True,  # compute the penalties in this update (lazy regularisation: every reg_every-th)
+    y_real: torch.Tensor | None = None,  # (N,) clusters of the real images (cluster-conditioned D only)
+    y_fake: torch.Tensor | None = None,  # (N,) clusters (latent cells) of the fakes
 ) -> tuple[torch.Tensor, dict]:
     kind = loss_cfg.kind
     _check_kind(kind)
@@ -71,7 +80,8 @@ def d_loss(
     # One D pass over real and fake together: per-sample the same computation (D has no
     # batch-coupled layers), with half the calls and GEMMs twice as tall (faster on CPUs and GPUs).
     real_a, fake_a = aug(real), aug(fake)
-    d_real, d_fake = D(torch.cat([real_a, fake_a])).float().split([len(real_a), len(fake_a)])
+    y = None if y_real is None else torch.cat([y_real, y_fake])
+    d_real, d_fake = _d(D, torch.cat([real_a, fake_a]), y).float().split([len(real_a), len(fake_a)])
     zero = d_real.new_zeros(())
     if kind in ("wgan-gp-eps", "wgan-gp"):
         loss = -d_real.mean() + d_fake.mean()
@@ -87,11 +97,11 @@ def d_loss(
     lazy = int(getattr(loss_cfg, "reg_every", 1))
     gp = r1 = zero
     if regularise and kind in ("wgan-gp-eps", "wgan-gp") and loss_cfg.gp_weight > 0:
-        gp = gradient_penalty(D, real, fake, aug, loss_cfg.phi, alpha=gp_alpha) * lazy
+        gp = gradient_penalty(D, real, fake, aug, loss_cfg.phi, alpha=gp_alpha, y=y_real) * lazy
         loss = loss + loss_cfg.gp_weight / loss_cfg.phi**2 * gp
     r1_gamma = float(getattr(loss_cfg, "r1_gamma", 0.0))
     if regularise and r1_gamma > 0:
-        r1 = r1_penalty(D, real, aug) * lazy
+        r1 = r1_penalty(D, real, aug, y=y_real) * lazy
         loss = loss + r1_gamma / 2 * r1
     stats = {
         "loss_d": loss.detach(),
@@ -109,10 +119,11 @@ def g_loss(
     fake: torch.Tensor,  # (N, C, H, W) generated images (gradients flow into G)
     aug: Callable,  # augmentation
     loss_cfg,  # cfg.loss
+    y: torch.Tensor | None = None,  # (N,) clusters (latent cells) of the fakes, cluster-conditioned D only
 ) -> tuple[torch.Tensor, dict]:
     kind = loss_cfg.kind
     _check_kind(kind)
-    d_fake = D(aug(fake)).float()
+    d_fake = _d(D, aug(fake), y).float()
     if kind == "nsgan":
         loss = F.softplus(-d_fake).mean()
     else:  # wgan-gp(-eps) and hinge: -mean D(G(z))

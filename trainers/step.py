@@ -66,6 +66,17 @@ def g_forward(t: Trainer, z: torch.Tensor, real: torch.Tensor, width: int | None
     return t.G(z, locality_width=width), None, real
 
 
+def real_clusters(t: Trainer, real: torch.Tensor) -> torch.Tensor | None:
+    """model.d.pixel_clusters: the real images' nearest centroids (None for an unconditioned D)."""
+    proj = getattr(unwrap(t.D), "clusters", None)
+    return None if proj is None else proj.assign(real)
+
+
+def fake_clusters(t: Trainer, z: torch.Tensor) -> torch.Tensor | None:
+    """model.d.pixel_clusters: the fakes' clusters are their latent cells (None for an unconditioned D)."""
+    return None if getattr(unwrap(t.D), "clusters", None) is None else unwrap(t.G).cells.cell(z)
+
+
 def set_lr(t: Trainer) -> None:
     """optim.lr_decay: the step's learning rates from the G updates done (resume-safe)."""
     opt = t.cfg.optim
@@ -117,7 +128,7 @@ def draw_inputs(t: Trainer) -> StepInputs:
     reg_every = getattr(t.cfg.loss, "reg_every", 1)
     n = opt.n_critic
     shared = t.share_fakes
-    return StepInputs(
+    inputs = StepInputs(
         width=locality(t),
         # Lazy regularisation: the penalties run on every reg_every-th D update (counted over the
         # whole run, so the cadence survives resume), weighted x reg_every in d_loss.
@@ -127,6 +138,28 @@ def draw_inputs(t: Trainer) -> StepInputs:
         alphas=[global_draw(t, (opt.batch_d,), t.d_local, tag=3, k=k, kind=torch.rand) for k in range(n)],
         z_g=latents(t, opt.batch_g, t.g_local, tag=2),
     )
+    match_cells_to_clusters(t, inputs)
+    return inputs
+
+
+def match_cells_to_clusters(t: Trainer, inputs: StepInputs) -> None:
+    """model.d.pixel_clusters: each D update's fakes take the clusters of its real batch as their
+    cells (z given the cell, see LatentCells.with_cell), so both sides of D's loss hold every cluster
+    equally often. Otherwise a per-cluster constant in D's score (which the gradient penalty does not
+    see) gains D loss wherever a cluster's share of the data differs from its cell's 1/K, and grows
+    without bound: loss_d reached -180 by 384 kimg on the digits. With shared fakes the G update's
+    first rows are that D update's fakes, so they take the cells."""
+    proj = getattr(unwrap(t.D), "clusters", None)
+    if proj is None:
+        return
+    cells = unwrap(t.G).cells
+    for k, real in enumerate(inputs.reals):
+        y = proj.assign(real)
+        if inputs.z_d[k] is not None:
+            inputs.z_d[k] = cells.with_cell(inputs.z_d[k], y)
+        else:
+            z = inputs.z_g
+            inputs.z_g = torch.cat([cells.with_cell(z[: len(y)], y), z[len(y) :]])
 
 
 def updates(t: Trainer, inputs: StepInputs, stats: dict) -> None:
@@ -149,11 +182,13 @@ def updates(t: Trainer, inputs: StepInputs, stats: dict) -> None:
             shared = g_pass[0].detach()[: t.d_local]
         for a in range(opt.accum):
             rows = slice(a * t.d_micro, (a + 1) * t.d_micro)
+            z_fake = inputs.z_g[: t.d_local] if shared is not None else z_local[rows]
             if shared is not None:
                 fake = shared
             else:
                 with torch.no_grad(), t.autocast():
-                    fake = t.G(z_local[rows], locality_width=width)
+                    fake = t.G(z_fake, locality_width=width)
+            y_real, y_fake = real_clusters(t, real_local[rows]), fake_clusters(t, z_fake)
             sync = t.world > 1 and a < opt.accum - 1
             with t.D.no_sync() if sync else contextlib.nullcontext():
                 with t.autocast():
@@ -165,6 +200,8 @@ def updates(t: Trainer, inputs: StepInputs, stats: dict) -> None:
                         cfg.loss,
                         gp_alpha=inputs.alphas[k][rows],
                         regularise=inputs.regularise[k],
+                        y_real=y_real,
+                        y_fake=y_fake,
                     )
                 (loss / opt.accum).backward()
             for key, v in d_stats.items():
@@ -184,7 +221,8 @@ def updates(t: Trainer, inputs: StepInputs, stats: dict) -> None:
                     fake, sr, real = g_forward(t, inputs.z_g[rows], real, width)
                 else:
                     fake, sr, real = g_pass
-                loss, g_stats = losses.g_loss(t.D_for_g, fake.float(), t.aug, cfg.loss)
+                y_g = fake_clusters(t, inputs.z_g[rows])
+                loss, g_stats = losses.g_loss(t.D_for_g, fake.float(), t.aug, cfg.loss, y=y_g)
                 if sr is not None:
                     l_sr = losses.mtct_mse(sr, real)
                     loss = loss + cfg.model.mtct.weight * l_sr

@@ -70,6 +70,7 @@ class Trainer:
         from transgan_lab.trainers.augment import DiffAugment
         from transgan_lab.trainers.data import DataStream, build_dataset
         from transgan_lab.trainers.models import build_discriminator, build_generator
+        from transgan_lab.trainers.models.clusters import fit_clusters
 
         self.cfg = cfg
         self.rank, self.world = dist_rank_world()
@@ -105,6 +106,7 @@ class Trainer:
         )
         G = build_generator(cfg).to(self.device)
         D = build_discriminator(cfg).to(self.device)
+        fit_clusters(D, self.dataset, seed=cfg.seed)  # model.d.pixel_clusters: k-means on the data, once
         if getattr(cfg.train, "activation_checkpointing", False):
             from transgan_lab.trainers.models import set_activation_checkpointing
 

@@ -102,6 +102,10 @@ class DiscriminatorConfig(_Section):
     act: Literal["gelu", "leakyrelu"] = "gelu"
     rel_pos_bias: bool = False
     noise_injection: bool = False
+    # K > 0: D(x, y) is conditioned (projection) on a cluster: a real image's nearest of K k-means
+    # centroids in pixel space (fitted on the training data at start), a sample's latent cell.
+    # Needs model.g.latent_classes = K. See trainers/models/clusters.py.
+    pixel_clusters: int = Field(0, ge=0)
     conv_ch: int = Field(128, ge=8)
 
 
@@ -340,6 +344,17 @@ def cross_field_errors(cfg: ExperimentConfig) -> list[str]:
         err.append(
             f"model.g.latent_classes={g.latent_classes} exceeds model.g.latent_dim={g.latent_dim}: the cell is the "
             "argmax of z's first K entries; pick K <= latent_dim"
+        )
+    k = cfg.model.d.pixel_clusters
+    if k and k != g.latent_classes:
+        err.append(
+            f"model.d.pixel_clusters={k} needs model.g.latent_classes={k} (a sample's cluster is its latent cell); "
+            f"got latent_classes={g.latent_classes}: set both to the same K"
+        )
+    if k and cfg.model.d.arch == "conv":
+        err.append(
+            "model.d.pixel_clusters needs a transformer D (model.d.arch=vit or multiscale), not conv; "
+            "set model.d.pixel_clusters=0 for the conv D"
         )
     standard = metric_registry.eval_metrics(metric_registry.TF_INCEPTION)
     digits = metric_registry.eval_metrics(metric_registry.DIGITS_CLASSIFIER)

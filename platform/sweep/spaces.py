@@ -170,9 +170,10 @@ _CIFAR = _Spec(
 class _Recipe:
     """The training recipe at a fixed architecture family: loss and penalty (WGAN-GP, or the
     non-saturating loss with R1), lazy regularisation, learning rates, Adam's beta1, n_critic,
-    batch, EMA half-life, augmentation, MT-CT, latent cells, and the generator's first grid (4x4
-    with three stages or 8x8 with two, at the preset's first-stage width). For "which recipe learns
-    fastest" studies (the digits time-to-quality study)."""
+    batch, EMA half-life, augmentation, MT-CT, latent cells (D's pixel clusters, when the base has
+    them, follow their count), and the generator's first grid (4x4 with three stages or 8x8 with
+    two, at the preset's first-stage width). For "which recipe learns fastest" studies (the digits
+    time-to-quality study)."""
 
     LOSSES = ("wgan-gp-eps", "nsgan")
     POLICIES = ("", "translation", "translation,cutout")
@@ -196,7 +197,9 @@ class _Recipe:
         if trial.suggest_categorical("model.mtct.enabled", [False, True]):
             trial.suggest_float("model.mtct.weight", 5.0, 100.0, log=True)
         g = base["model"]["g"]
-        trial.suggest_categorical("model.g.latent_classes", sorted({0, 10, 20, g["latent_classes"]}))
+        cells = trial.suggest_categorical("model.g.latent_classes", sorted({0, 10, 20, g["latent_classes"]}))
+        if base["model"]["d"]["pixel_clusters"]:  # D's clusters are the cells: they follow the count
+            out["model.d.pixel_clusters"] = cells
         bottom = trial.suggest_categorical("model.g.bottom", sorted({4, 8, g["bottom"]}))
         stages = {4: 3, 8: 2}.get(bottom, len(g["depths"]))
         if bottom * 2 ** (stages - 1) == base["data"]["resolution"] and bottom != g["bottom"]:

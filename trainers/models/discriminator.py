@@ -1,4 +1,5 @@
-"""TransGAN discriminators: the v1 ViT D and the v2 multi-scale D. D(x) -> (N,) raw scores.
+"""TransGAN discriminators: the v1 ViT D and the v2 multi-scale D. D(x) -> (N,) raw scores;
+with ``model.d.pixel_clusters`` = K, D(x, y) also takes each image's cluster (see clusters.py).
 
 Augmentation is not inside D: the loss functions apply it (also to the gradient-penalty inputs).
 """
@@ -10,6 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .blocks import Block, make_norm
+from .clusters import ClusterProjection
 
 
 def init_transgan_d(module: nn.Module) -> None:
@@ -27,7 +29,24 @@ def init_transgan_d(module: nn.Module) -> None:
             nn.init.zeros_(module.bias)
 
 
-class ViTDiscriminator(nn.Module):
+class _Scored(nn.Module):
+    """The score on D's normalised [cls] feature h: head(h), plus <embed(y), h> when D has clusters."""
+
+    head: nn.Linear
+    clusters: ClusterProjection | None
+
+    def score(self, h: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
+        out = self.head(h).squeeze(1)
+        if self.clusters is None:
+            if y is not None:
+                raise ValueError("this discriminator has no clusters (model.d.pixel_clusters=0); call D(x)")
+            return out
+        if y is None:
+            raise ValueError("this discriminator is conditioned on clusters (model.d.pixel_clusters>0); call D(x, y)")
+        return out + self.clusters(h, y)
+
+
+class ViTDiscriminator(_Scored):
     """v1: conv patch embedding -> [cls] + pos-embed -> depth blocks -> norm -> Linear on [cls]."""
 
     def __init__(
@@ -44,6 +63,7 @@ class ViTDiscriminator(nn.Module):
         act: str = "gelu",  # "gelu" | "leakyrelu"
         rel_pos_bias: bool = False,  # relative bias over the patch grid ([cls] gets zero bias)
         noise_injection: bool = False,  # per-token noise before qkv
+        clusters: int = 0,  # K > 0: D(x, y) adds a projection term for cluster y (pixel k-means)
     ):
         super().__init__()
         if resolution % patch_size:
@@ -69,19 +89,22 @@ class ViTDiscriminator(nn.Module):
         self.norm = make_norm(norm, embed_dim)
         self.head = nn.Linear(embed_dim, 1)
         self.apply(init_transgan_d)
+        self.clusters = (
+            ClusterProjection(clusters=clusters, features=channels * resolution**2, dim=embed_dim) if clusters else None
+        )
         nn.init.trunc_normal_(self.cls_token, std=0.02)
         nn.init.trunc_normal_(self.pos_embed, std=0.02)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         B = x.shape[0]
         x = self.patch_embed(x).flatten(2).transpose(1, 2)  # (B, side^2, C)
         x = torch.cat([self.cls_token.expand(B, -1, -1), x], dim=1) + self.pos_embed  # (B, 1 + side^2, C)
         for blk in self.blocks:
             x = blk(x)
-        return self.head(self.norm(x[:, 0])).squeeze(1)
+        return self.score(self.norm(x[:, 0]), y)
 
 
-class MultiScaleDiscriminator(nn.Module):
+class MultiScaleDiscriminator(_Scored):
     """v2: two patch scales of the same image, late [cls] token, relative bias, noise injection.
 
     fine branch: Conv k=s=p -> (H/p)^2 tokens x 3C/4 (+pos) -> depth blocks
@@ -104,6 +127,7 @@ class MultiScaleDiscriminator(nn.Module):
         act: str = "gelu",  # "gelu" | "leakyrelu"
         rel_pos_bias: bool = True,  # relative bias in the two scale stages
         noise_injection: bool = True,  # per-token noise before qkv in the two scale stages
+        clusters: int = 0,  # K > 0: D(x, y) adds a projection term for cluster y (pixel k-means)
     ):
         super().__init__()
         if resolution % (2 * patch_size):
@@ -134,10 +158,13 @@ class MultiScaleDiscriminator(nn.Module):
         self.norm = make_norm(norm, embed_dim)
         self.head = nn.Linear(embed_dim, 1)
         self.apply(init_transgan_d)
+        self.clusters = (
+            ClusterProjection(clusters=clusters, features=channels * resolution**2, dim=embed_dim) if clusters else None
+        )
         for p in (self.pos1, self.pos2, self.cls_token):
             nn.init.trunc_normal_(p, std=0.02)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         B = x.shape[0]
         coarse = self.embed2(x).flatten(2).transpose(1, 2)  # (B, side2^2, C/4)
         x = self.embed1(x).flatten(2).transpose(1, 2) + self.pos1  # (B, side1^2, 3C/4)
@@ -150,7 +177,7 @@ class MultiScaleDiscriminator(nn.Module):
             x = blk(x)
         x = torch.cat([self.cls_token.expand(B, -1, -1), x], dim=1)  # (B, 1 + side2^2, C)
         x = self.last_block(x)
-        return self.head(self.norm(x[:, 0])).squeeze(1)
+        return self.score(self.norm(x[:, 0]), y)
 
 
 def build_transgan_discriminator(cfg) -> nn.Module:
@@ -167,6 +194,7 @@ def build_transgan_discriminator(cfg) -> nn.Module:
         act=d.act,
         rel_pos_bias=d.rel_pos_bias,
         noise_injection=d.noise_injection,
+        clusters=getattr(d, "pixel_clusters", 0),
     )
     if d.arch == "vit":
         return ViTDiscriminator(**common)

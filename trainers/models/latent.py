@@ -28,6 +28,18 @@ class LatentCells(nn.Module):
         """(B, latent_dim) -> (B,) int64 cell index."""
         return z[:, : self.cells].argmax(dim=1)
 
+    def with_cell(self, z: torch.Tensor, cell: torch.Tensor) -> torch.Tensor:
+        """(B, latent_dim) z, (B,) cells -> z whose first K entries are permuted so that their argmax
+        is ``cell``: the largest entry and the entry at ``cell`` swap places. For Gaussian z this is a
+        draw of z given its cell (the K entries are exchangeable); the other entries are untouched."""
+        head = z[:, : self.cells].clone()
+        rows = torch.arange(z.shape[0], device=z.device)
+        top = head.argmax(dim=1)
+        top_v, cell_v = head[rows, top], head[rows, cell]
+        head[rows, cell] = top_v
+        head[rows, top] = torch.where(top == cell, top_v, cell_v)
+        return torch.cat([head, z[:, self.cells :]], dim=1)
+
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         """(B, latent_dim) -> (B, l1.out_features): the offset of each sample's cell."""
         return self.offset(self.cell(z))
